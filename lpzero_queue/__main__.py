@@ -1,0 +1,5 @@
+"""``python -m lpzero_queue`` runs the lpzq command line."""
+
+from lpzero_queue.cli import main
+
+main()

@@ -1,0 +1,64 @@
+"""The root typer application and its command groups."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from lpzero_queue.cli import _db
+from lpzero_queue.cli._context import Runtime
+from lpzero_queue.versions import code_version
+
+app = typer.Typer(
+    name="lpzq",
+    help=(
+        "lpzero_queue: search zero-cost proxies for language-model architecture search.\n\n"
+        "Example: lpzq search start --bench flexibert"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(_db.app, name="db")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lpzq {code_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """lpzero_queue: search zero-cost proxies for language-model architecture search.
+
+    Example: lpzq search start --bench flexibert
+    """
+    ctx.obj = Runtime()
+
+
+@config_app.command("show")
+def config_show(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of aligned text."),
+) -> None:
+    """Print the effective configuration, passwords masked.
+
+    Example: LPZQ_DATABASE_URL=postgresql+psycopg2://me:pw@db/lpzq lpzq config show
+    """
+    values = ctx.obj.settings.masked()
+    if as_json:
+        typer.echo(json.dumps(values, indent=2))
+        return
+    width = max(len(k) for k in values)
+    for key, value in values.items():
+        typer.echo(f"{key:<{width}}  {value}")

@@ -1,0 +1,47 @@
+"""Storage: the SQLAlchemy schema, engines, Alembic migrations and the repository."""
+
+from lpzero_queue.storage._engine import check_connection, make_engine, transaction
+from lpzero_queue.storage._migrate import (
+    alembic_config,
+    current_revision,
+    downgrade,
+    head_revision,
+    migrations_dir,
+    upgrade,
+)
+from lpzero_queue.storage._models import (
+    Architecture,
+    Base,
+    Benchmark,
+    Correlation,
+    Evaluation,
+    GroundTruth,
+    Individual,
+    InputBatch,
+    Proxy,
+    SearchRun,
+    TrainingJob,
+)
+
+__all__ = [
+    "Architecture",
+    "Base",
+    "Benchmark",
+    "Correlation",
+    "Evaluation",
+    "GroundTruth",
+    "Individual",
+    "InputBatch",
+    "Proxy",
+    "SearchRun",
+    "TrainingJob",
+    "alembic_config",
+    "check_connection",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "make_engine",
+    "migrations_dir",
+    "transaction",
+    "upgrade",
+]
