@@ -1,0 +1,371 @@
+"""Proxy expressions: data type, canonical text form, static canonicalisation and evaluation.
+
+An expression is ``binary(u_k(...u_1(X1)), v_m(...v_1(X2)))`` (method.md section 4): two branches,
+each an input name and a chain of unary operators (any length, default 2), combined by a binary
+operator. Expressions are stored and printed by name in one canonical text form, e.g.
+``sum(l1_norm(square(weight)), square(softmax(grad)))``; :func:`parse_expression` reads it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from lpzero_queue.proxies.operators import BINARY_OPS, INPUT_NAMES, UNARY_OPS
+from lpzero_queue.proxies.parser import ExpressionSyntaxError, parse_raw
+
+__all__ = [
+    "LPZERO_FLEXIBERT",
+    "LPZERO_GPT2",
+    "Branch",
+    "EvalResult",
+    "Expression",
+    "ExpressionSyntaxError",
+    "ProxyInputError",
+    "canonicalize",
+    "constant_branch_value",
+    "evaluate",
+    "evaluate_many",
+    "format_expression",
+    "is_provably_constant",
+    "parse_expression",
+]
+
+# The published proxies (GPT-2's was fitted to perplexity, hence lower-is-better).
+LPZERO_GPT2 = "sum(l1_norm(square(weight)), square(softmax(grad)))"  # lower is better
+LPZERO_FLEXIBERT = "sum(square(negate(head)), logsoftmax(frobenius_norm(act)))"  # higher is better
+
+# Operators that map every 0-d tensor to one fixed value (softmax -> 1, the others -> 0).
+SCALAR_NORMALIZERS = frozenset(
+    {"softmax", "logsoftmax", "normalize", "min_max_normalize", "to_std_scalar"}
+)
+
+
+class ProxyInputError(ValueError):
+    """A proxy input the expression needs is missing, empty, or not a list of tensors."""
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One leaf of an expression: an input and the unary chain applied to each of its tensors.
+
+    Attributes:
+        input: Input name, one of ``INPUT_NAMES``.
+        unary: Unary operator names in application order (innermost first); may be empty.
+    """
+
+    input: str
+    unary: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unary", tuple(self.unary))  # accept lists, store a tuple
+        if self.input not in INPUT_NAMES:
+            raise ValueError(f"unknown input {self.input!r}; expected one of: {INPUT_NAMES}")
+        for name in self.unary:
+            if name not in UNARY_OPS:
+                raise ValueError(f"unknown unary operator {name!r}")
+
+    def __str__(self) -> str:
+        text = self.input
+        for name in self.unary:
+            text = f"{name}({text})"
+        return text
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A proxy: a binary operator combining two branches.
+
+    Attributes:
+        binary: Binary operator name, one of ``BINARY_OPS``.
+        left: First argument of the binary operator.
+        right: Second argument of the binary operator.
+    """
+
+    binary: str
+    left: Branch
+    right: Branch
+
+    def __post_init__(self) -> None:
+        if self.binary not in BINARY_OPS:
+            raise ValueError(f"unknown binary operator {self.binary!r}")
+        if not (isinstance(self.left, Branch) and isinstance(self.right, Branch)):
+            raise TypeError("left and right must be Branch instances")
+
+    def __str__(self) -> str:
+        return format_expression(self)
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 hex digest of the canonical text form (not of the canonicalised expression)."""
+        return hashlib.sha256(format_expression(self).encode("utf-8")).hexdigest()
+
+
+def format_expression(e: Expression) -> str:
+    """Print an expression in the canonical text form.
+
+    Args:
+        e: The expression.
+
+    Returns:
+        Function-call notation by name, one space after each comma and no other whitespace.
+    """
+    return f"{e.binary}({e.left}, {e.right})"
+
+
+def parse_expression(text: str) -> Expression:
+    """Parse the text form of an expression (any whitespace between tokens).
+
+    Args:
+        text: e.g. ``"sum(l1_norm(square(weight)), square(softmax(grad)))"``.
+
+    Returns:
+        The expression; ``parse_expression(format_expression(e)) == e``.
+
+    Raises:
+        ExpressionSyntaxError: with the 0-based ``position`` and what was ``expected`` there.
+    """
+    binary, (left_input, left_ops), (right_input, right_ops) = parse_raw(text)
+    return Expression(binary, Branch(left_input, left_ops), Branch(right_input, right_ops))
+
+
+def _canonical_chain(chain: Sequence[str]) -> tuple[str, ...]:
+    # A stack is the reduced prefix: it never holds two equal adjacent idempotent or self-inverse
+    # operators, so cascades (negate(abs(abs(negate(x)))) ...) reduce in one pass.
+    stack: list[str] = []
+    for name in chain:
+        op = UNARY_OPS[name]
+        if name == "no_op":
+            continue
+        if stack and stack[-1] == name:
+            if op.idempotent:
+                continue
+            if op.self_inverse:
+                stack.pop()
+                continue
+        stack.append(name)
+    return tuple(stack)
+
+
+def canonicalize(e: Expression) -> Expression:
+    """Return the canonical form of an expression, with the same value on every input.
+
+    Drops ``no_op``; collapses runs of an exactly idempotent operator (``abs``, ``relu``, and the
+    scalar reductions ``frobenius_norm``, ``mean``, ``l1_norm``, ``to_mean_scalar``); cancels
+    adjacent pairs of an exactly self-inverse operator (``negate`` only: ``invert`` is not, because
+    of its clamp and floating-point rounding); orders the branches of a commutative binary operator
+    (``sum``, ``product``) by their text so that ``sum(a, b)`` and ``sum(b, a)`` coincide.
+
+    Args:
+        e: The expression.
+
+    Returns:
+        The canonical expression (idempotent: canonicalising it again changes nothing).
+    """
+    left = Branch(e.left.input, _canonical_chain(e.left.unary))
+    right = Branch(e.right.input, _canonical_chain(e.right.unary))
+    if BINARY_OPS[e.binary].commutative and str(right) < str(left):
+        left, right = right, left
+    return Expression(e.binary, left, right)
+
+
+def constant_branch_value(branch: Branch) -> float | None:
+    """The value of a branch that is the same for every input, if a static rule proves it.
+
+    A scalar-producing operator followed (anywhere later) by one of ``SCALAR_NORMALIZERS`` maps
+    every tensor to one fixed value; the operators after it only transform that constant.
+
+    Args:
+        branch: The branch.
+
+    Returns:
+        The constant per-tensor (hence per-branch) value, or None if not provably constant.
+    """
+    seen_scalar = False
+    for i, name in enumerate(branch.unary):
+        if seen_scalar and name in SCALAR_NORMALIZERS:
+            value = torch.zeros((), dtype=torch.float64)  # any input gives the same result
+            for rest in branch.unary[i:]:
+                value = UNARY_OPS[rest].fn(value)
+            return float(value)
+        if UNARY_OPS[name].output == "scalar":
+            seen_scalar = True
+    return None
+
+
+def is_provably_constant(e: Expression) -> str | None:
+    """Name the static rule proving that an expression scores every architecture the same.
+
+    Rules (method.md section 6), checked on the canonical form:
+      - ``"difference_of_identical_branches"``: ``difference(x, x)`` is 0 for every input.
+      - ``"scalar_then_normalizer"``: both branches are constant by :func:`constant_branch_value`.
+      - ``"product_with_zero_branch"``: ``product`` with a branch that is provably constant 0.
+
+    One constant branch under ``sum``/``difference`` (or a non-zero one under ``product``) is
+    *not* constant: the proxy is then an affine function of the other branch (same ranking up to
+    sign), which is a duplicate-detection matter, not a constant.
+
+    Args:
+        e: The expression.
+
+    Returns:
+        The rule name, or None if no rule proves the expression constant.
+    """
+    c = canonicalize(e)
+    if c.binary == "difference" and c.left == c.right:
+        return "difference_of_identical_branches"
+    left, right = constant_branch_value(c.left), constant_branch_value(c.right)
+    if left is not None and right is not None:
+        return "scalar_then_normalizer"
+    if c.binary == "product" and 0.0 in (left, right):
+        return "product_with_zero_branch"
+    return None
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Outcome of evaluating one expression on one architecture's inputs.
+
+    Attributes:
+        score: The proxy value; None unless status is "ok".
+        status: "ok", "nonfinite" (NaN or infinite score) or "error" (an exception was raised).
+        error: ``"ExceptionType: message"`` when status is "error", else None.
+    """
+
+    score: float | None
+    status: Literal["ok", "nonfinite", "error"]
+    error: str | None = None
+
+
+@dataclass
+class _Node:
+    children: dict[str, _Node] = field(default_factory=dict)
+    terminal: bool = False
+
+
+def _input_tensors(inputs: Mapping[str, Sequence[Tensor]], name: str) -> Sequence[Tensor]:
+    tensors = inputs.get(name)
+    if tensors is None:
+        raise ProxyInputError(f"input {name!r} is missing")
+    if len(tensors) == 0:
+        raise ProxyInputError(f"input {name!r} is an empty list")
+    if not all(isinstance(t, Tensor) for t in tensors):
+        raise ProxyInputError(f"input {name!r} must be a sequence of torch.Tensor")
+    return tensors
+
+
+def _branch_means(
+    branches: Iterable[Branch], inputs: Mapping[str, Sequence[Tensor]]
+) -> dict[Branch, Tensor | Exception]:
+    """Per-tensor means of each branch, sharing work between branches with a common prefix.
+
+    The branches of one input form a trie of unary chains, walked depth first: each operator is
+    applied once per trie node (not once per branch), and only one path of intermediate tensors
+    is alive at a time, so memory stays bounded by the chain length, not by the number of branches.
+    """
+    roots: dict[str, _Node] = {}
+    for b in branches:
+        node = roots.setdefault(b.input, _Node())
+        for name in b.unary:
+            node = node.children.setdefault(name, _Node())
+        node.terminal = True
+    out: dict[Branch, Tensor | Exception] = {}
+    for input_name, root in roots.items():
+        state: Sequence[Tensor] | Exception
+        try:
+            state = _input_tensors(inputs, input_name)
+        except ProxyInputError as exc:
+            state = exc
+        stack: list[tuple[_Node, tuple[str, ...], Sequence[Tensor] | Exception]] = [
+            (root, (), state)
+        ]
+        while stack:
+            node, chain, state = stack.pop()
+            if chain and not isinstance(state, Exception):
+                try:  # `state` holds the parent's tensors until here: apply the last operator
+                    state = [UNARY_OPS[chain[-1]].fn(t) for t in state]
+                except Exception as exc:
+                    state = exc
+            if node.terminal:
+                out[Branch(input_name, chain)] = (
+                    state
+                    if isinstance(state, Exception)
+                    else torch.stack([t.detach().to(torch.float64).mean() for t in state])
+                )
+            for name, child in node.children.items():
+                stack.append((child, (*chain, name), state))
+    return out
+
+
+def _combine(binary: str, left: Tensor, right: Tensor) -> float:
+    n = min(left.numel(), right.numel())  # pair by position; the longer list is truncated (zip)
+    return float(BINARY_OPS[binary].fn(left[:n], right[:n]).mean())
+
+
+def evaluate(e: Expression, inputs: Mapping[str, Sequence[Tensor]]) -> float:
+    """Score one architecture with an expression, as published (method.md section 4).
+
+    Each branch applies its unary chain to every tensor of its input list independently and
+    reduces each result to its mean; the two lists of scalars are paired by position (like
+    ``zip``: the longer list is truncated to the shorter); the binary operator acts on each pair;
+    the score is the mean over pairs. Inputs are never modified.
+
+    Args:
+        e: The expression.
+        inputs: Input name -> list of tensors (one per module instance), e.g. from the extractor.
+
+    Returns:
+        The score as a Python float (float64); may be NaN or infinite.
+
+    Raises:
+        ProxyInputError: if an input the expression uses is missing or empty.
+    """
+    means = _branch_means((e.left, e.right), inputs)
+    left, right = means[e.left], means[e.right]
+    for value in (left, right):
+        if isinstance(value, Exception):
+            raise value
+    assert isinstance(left, Tensor) and isinstance(right, Tensor)
+    return _combine(e.binary, left, right)
+
+
+def evaluate_many(
+    exprs: Sequence[Expression], inputs: Mapping[str, Sequence[Tensor]]
+) -> list[EvalResult]:
+    """Score one architecture with many expressions, reusing shared branch work.
+
+    Branches (input + unary chain) are computed once per call, and chains sharing a prefix share
+    its computation; errors are captured per expression instead of raised.
+
+    Args:
+        exprs: The expressions.
+        inputs: Input name -> list of tensors, as for :func:`evaluate`.
+
+    Returns:
+        One result per expression, in order: "ok" with a finite score, "nonfinite" (score None),
+        or "error" with the exception text (a missing input included).
+    """
+    means = _branch_means((b for e in exprs for b in (e.left, e.right)), inputs)
+    results: list[EvalResult] = []
+    for e in exprs:
+        left, right = means[e.left], means[e.right]
+        try:
+            for value in (left, right):
+                if isinstance(value, Exception):
+                    raise value
+            assert isinstance(left, Tensor) and isinstance(right, Tensor)
+            score = _combine(e.binary, left, right)
+        except Exception as exc:
+            results.append(EvalResult(None, "error", f"{type(exc).__name__}: {exc}"))
+            continue
+        if math.isfinite(score):
+            results.append(EvalResult(score, "ok"))
+        else:
+            results.append(EvalResult(None, "nonfinite"))
+    return results
