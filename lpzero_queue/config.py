@@ -55,6 +55,8 @@ class Settings(BaseModel):
     device: Device = "auto"
     # Threads per torch process; 0 lets torch decide.
     torch_threads: int = Field(default=0, ge=0)
+    # RAM for cached proxy inputs per process; evicted entries spill to <cache_dir>/inputs.
+    input_cache_gb: float = Field(default=6.0, gt=0)
 
     @field_validator("database_url", "broker_url")
     @classmethod
@@ -83,6 +85,7 @@ class Settings(BaseModel):
             "cache_dir": str(self.cache_dir),
             "device": self.device,
             "torch_threads": self.torch_threads,
+            "input_cache_gb": self.input_cache_gb,
         }
 
 

@@ -1,1 +1,98 @@
-"""benchmarks."""
+"""Benchmarks: ground truth (shipped and imported), architecture builders and input batches.
+
+Exports resolve lazily (PEP 562) so that importing this package does not import torch: the CLI
+stays fast for commands that never build a model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    # records: ground-truth files and user imports
+    "SHIPPED": "records",
+    "SPACES": "records",
+    "ArchitectureRecord": "records",
+    "BenchmarkDataError": "records",
+    "BenchmarkSpec": "records",
+    "RecordError": "records",
+    "config_hash": "records",
+    "load_shipped": "records",
+    "parse_import_file": "records",
+    "structural_basics": "records",
+    "validate_config": "records",
+    # catalog: benchmarks in the database
+    "LoadResult": "catalog",
+    "benchmark_overview": "catalog",
+    "ensure_benchmark": "catalog",
+    "get_benchmark": "catalog",
+    "load_shipped_benchmark": "catalog",
+    "store_benchmark": "catalog",
+    # builders
+    "BUILDERS": "builders",
+    "build_model": "builders",
+    "resolve_builder": "builders",
+    "structural_summary": "builders",
+    "Tap": "taps",
+    "taps": "taps",
+    # batches
+    "TOKENIZERS": "batches",
+    "InputBatch": "batches",
+    "lm_labels": "batches",
+    "load_tokenizer": "batches",
+    "make_batch": "batches",
+    "mlm_mask": "batches",
+    "text_split": "batches",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from lpzero_queue.benchmarks.batches import (
+        TOKENIZERS,
+        InputBatch,
+        lm_labels,
+        load_tokenizer,
+        make_batch,
+        mlm_mask,
+        text_split,
+    )
+    from lpzero_queue.benchmarks.builders import (
+        BUILDERS,
+        build_model,
+        resolve_builder,
+        structural_summary,
+    )
+    from lpzero_queue.benchmarks.catalog import (
+        LoadResult,
+        benchmark_overview,
+        ensure_benchmark,
+        get_benchmark,
+        load_shipped_benchmark,
+        store_benchmark,
+    )
+    from lpzero_queue.benchmarks.records import (
+        SHIPPED,
+        SPACES,
+        ArchitectureRecord,
+        BenchmarkDataError,
+        BenchmarkSpec,
+        RecordError,
+        config_hash,
+        load_shipped,
+        parse_import_file,
+        structural_basics,
+        validate_config,
+    )
+    from lpzero_queue.benchmarks.taps import Tap, taps

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from lpzero_queue.cli import _db
+from lpzero_queue.cli import _bench, _db
 from lpzero_queue.cli._context import Runtime
 from lpzero_queue.versions import code_version
 
@@ -24,6 +24,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(_db.app, name="db")
+app.add_typer(_bench.app, name="bench")
 
 
 def _version(value: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,9 @@ from lpzero_queue.storage import (
     make_engine,
     upgrade,
 )
+
+if TYPE_CHECKING:
+    from lpzero_queue.execution.base import Executor
 
 
 @dataclass
@@ -34,6 +38,24 @@ class Runtime:
     @functools.cached_property
     def sessions(self) -> sessionmaker[Session]:
         return sessionmaker(self.engine, expire_on_commit=False)
+
+    def apply_torch_settings(self) -> None:
+        """Apply the configured torch thread count (0 leaves torch's default)."""
+        if self.settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.settings.torch_threads)
+
+    def executor(self) -> Executor:
+        """The in-process executor on the embedded default; Celery when a broker is set."""
+        if self.settings.broker_url:
+            raise StorageError("Celery execution is not available yet; unset LPZQ_BROKER_URL")
+        from lpzero_queue.execution.local import LocalExecutor
+
+        return LocalExecutor(
+            cache_bytes=int(self.settings.input_cache_gb * 2**30),
+            spill_dir=self.settings.cache_dir / "inputs",
+        )
 
     @property
     def url_for_display(self) -> str:

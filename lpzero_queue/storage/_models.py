@@ -179,7 +179,9 @@ class Evaluation(Base):
 
     __tablename__ = "evaluations"
     __table_args__ = (
-        UniqueConstraint("proxy_id", "architecture_id", "batch_id", "seed", "builder"),
+        UniqueConstraint(
+            "proxy_id", "architecture_id", "batch_id", "seed", "builder", "objective"
+        ),
         _one_of("status", EVALUATION_STATUSES, "status"),
         CheckConstraint("status = 'ok' OR score IS NULL", name="score_only_when_ok"),
         Index(None, "status", "lease_expires_at"),
@@ -196,6 +198,8 @@ class Evaluation(Base):
     # Seed of the random initialisation of the network.
     seed: Mapped[int] = mapped_column(BigInteger)
     builder: Mapped[str] = mapped_column(String(32))
+    # The loss whose backward gave the gradients ("ones", "mlm", "lm").
+    objective: Mapped[str] = mapped_column(String(16))
     score: Mapped[float | None] = mapped_column(Double)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
@@ -223,6 +227,7 @@ class Correlation(Base):
     split: Mapped[str] = mapped_column(String(32))
     metric: Mapped[str] = mapped_column(String(64))
     builder: Mapped[str] = mapped_column(String(32))
+    objective: Mapped[str] = mapped_column(String(16))
     seeds: Mapped[list[int]] = mapped_column(JsonType, default=list)
     batch_hashes: Mapped[list[str]] = mapped_column(JsonType, default=list)
     n: Mapped[int] = mapped_column(Integer)

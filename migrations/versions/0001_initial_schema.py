@@ -3,7 +3,7 @@ correlations, search runs and individuals, training jobs.
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 18:19:06.771813
+Create Date: 2026-11-27 18:29:26.036049
 """
 
 from collections.abc import Sequence
@@ -103,6 +103,7 @@ def upgrade() -> None:
         sa.Column("split", sa.String(length=32), nullable=False),
         sa.Column("metric", sa.String(length=64), nullable=False),
         sa.Column("builder", sa.String(length=32), nullable=False),
+        sa.Column("objective", sa.String(length=16), nullable=False),
         sa.Column(
             "seeds", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False
         ),
@@ -239,6 +240,7 @@ def upgrade() -> None:
         sa.Column("batch_id", sa.Integer(), nullable=False),
         sa.Column("seed", sa.BigInteger(), nullable=False),
         sa.Column("builder", sa.String(length=32), nullable=False),
+        sa.Column("objective", sa.String(length=16), nullable=False),
         sa.Column("score", sa.Double(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
@@ -284,7 +286,8 @@ def upgrade() -> None:
             "batch_id",
             "seed",
             "builder",
-            name=op.f("uq_evaluations_proxy_id_architecture_id_batch_id_seed_builder"),
+            "objective",
+            name=op.f("uq_evaluations_proxy_id_architecture_id_batch_id_seed_builder_objective"),
         ),
     )
     with op.batch_alter_table("evaluations", schema=None) as batch_op:

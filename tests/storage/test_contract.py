@@ -109,11 +109,38 @@ def test_deleting_a_benchmark_cascades(sessions: sessionmaker[Session]) -> None:
 def test_evaluation_unit_of_work_is_unique(sessions: sessionmaker[Session]) -> None:
     p, a, b = _seed_eval_parents(sessions)
     with transaction(sessions) as s:
-        s.add(Evaluation(proxy_id=p, architecture_id=a, batch_id=b, seed=0, builder="faithful"))
+        s.add(
+            Evaluation(
+                proxy_id=p,
+                architecture_id=a,
+                batch_id=b,
+                seed=0,
+                builder="faithful",
+                objective="ones",
+            )
+        )
     with pytest.raises(IntegrityError), transaction(sessions) as s:
-        s.add(Evaluation(proxy_id=p, architecture_id=a, batch_id=b, seed=0, builder="faithful"))
+        s.add(
+            Evaluation(
+                proxy_id=p,
+                architecture_id=a,
+                batch_id=b,
+                seed=0,
+                builder="faithful",
+                objective="ones",
+            )
+        )
     with transaction(sessions) as s:  # another seed is another unit
-        s.add(Evaluation(proxy_id=p, architecture_id=a, batch_id=b, seed=1, builder="faithful"))
+        s.add(
+            Evaluation(
+                proxy_id=p,
+                architecture_id=a,
+                batch_id=b,
+                seed=1,
+                builder="faithful",
+                objective="ones",
+            )
+        )
 
 
 def test_score_is_null_unless_ok(sessions: sessionmaker[Session]) -> None:
@@ -126,6 +153,7 @@ def test_score_is_null_unless_ok(sessions: sessionmaker[Session]) -> None:
                 batch_id=b,
                 seed=0,
                 builder="f",
+                objective="ones",
                 status="nonfinite",
                 score=-1.0,
             )
@@ -133,7 +161,13 @@ def test_score_is_null_unless_ok(sessions: sessionmaker[Session]) -> None:
     with pytest.raises(IntegrityError), transaction(sessions) as s:
         s.add(
             Evaluation(
-                proxy_id=p, architecture_id=a, batch_id=b, seed=0, builder="f", status="finished"
+                proxy_id=p,
+                architecture_id=a,
+                batch_id=b,
+                seed=0,
+                builder="f",
+                objective="ones",
+                status="finished",
             )
         )
 
@@ -149,6 +183,7 @@ def test_scores_are_float64(sessions: sessionmaker[Session], value: float) -> No
                 batch_id=b,
                 seed=0,
                 builder="f",
+                objective="ones",
                 status="ok",
                 score=value,
             )
