@@ -21,6 +21,7 @@ from lpzero_queue.storage._models import (
     Proxy,
     SearchRun,
     TrainingJob,
+    WorkUnitRow,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Proxy",
     "SearchRun",
     "TrainingJob",
+    "WorkUnitRow",
     "alembic_config",
     "check_connection",
     "current_revision",

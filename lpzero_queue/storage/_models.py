@@ -55,6 +55,8 @@ EVALUATION_STATUSES = (
 RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 INDIVIDUAL_STATUSES = ("ok", "pruned", "nonfinite", "constant", "error", "timeout")
 JOB_STATUSES = ("pending", "running", "completed", "failed", "timeout", "cancelled")
+UNIT_STATUSES = ("pending", "running", "done", "failed")
+UNIT_KINDS = ("proxy", "train")
 
 
 def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
@@ -179,9 +181,7 @@ class Evaluation(Base):
 
     __tablename__ = "evaluations"
     __table_args__ = (
-        UniqueConstraint(
-            "proxy_id", "architecture_id", "batch_id", "seed", "builder", "objective"
-        ),
+        UniqueConstraint("proxy_id", "architecture_id", "batch_id", "seed", "builder", "objective"),
         _one_of("status", EVALUATION_STATUSES, "status"),
         CheckConstraint("status = 'ok' OR score IS NULL", name="score_only_when_ok"),
         Index(None, "status", "lease_expires_at"),
@@ -330,6 +330,42 @@ class TrainingJob(Base):
     step: Mapped[int] = mapped_column(Integer, default=0)
     checkpoint_path: Mapped[str | None] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=_now())
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        Timestamp, server_default=_now(), onupdate=func.now()
+    )
+
+
+class WorkUnitRow(Base):
+    """A unit of distributed work; PostgreSQL, not the broker, is its record and the barrier.
+
+    A worker leases a row (status running, lease expiry renewed by a heartbeat), writes its result
+    and marks it done in one transaction; the coordinator re-dispatches rows whose lease expired,
+    up to ``max_attempts``.
+    """
+
+    __tablename__ = "work_units"
+    __table_args__ = (
+        _one_of("status", UNIT_STATUSES, "status"),
+        _one_of("kind", UNIT_KINDS, "kind"),
+        Index(None, "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # sha256 of the canonical JSON payload: the same work is one row.
+    unit_key: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    # Groups the units a coordinator waits for (e.g. one generation of one run).
+    batch_label: Mapped[str | None] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=_now())
     updated_at: Mapped[dt.datetime] = mapped_column(

@@ -1,9 +1,9 @@
 """Initial schema: benchmarks, architectures, ground truth, proxies, batches, evaluations,
-correlations, search runs and individuals, training jobs.
+correlations, search runs and individuals, training jobs, work units.
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 18:29:26.036049
+Create Date: 2026-11-27 19:00:19.506044
 """
 
 from collections.abc import Sequence
@@ -61,6 +61,48 @@ def upgrade() -> None:
         sa.UniqueConstraint("expression_hash", name=op.f("uq_proxies_expression_hash")),
         sa.UniqueConstraint("name", name=op.f("uq_proxies_name")),
     )
+    op.create_table(
+        "work_units",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("unit_key", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column(
+            "payload", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False
+        ),
+        sa.Column("batch_label", sa.String(length=128), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("max_attempts", sa.Integer(), nullable=False),
+        sa.Column("worker", sa.String(length=128), nullable=True),
+        sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column(
+            "result", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True
+        ),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.CheckConstraint("kind IN ('proxy', 'train')", name=op.f("ck_work_units_kind")),
+        sa.CheckConstraint(
+            "status IN ('pending', 'running', 'done', 'failed')", name=op.f("ck_work_units_status")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_work_units")),
+        sa.UniqueConstraint("unit_key", name=op.f("uq_work_units_unit_key")),
+    )
+    with op.batch_alter_table("work_units", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_work_units_batch_label"), ["batch_label"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_work_units_status_lease_expires_at"),
+            ["status", "lease_expires_at"],
+            unique=False,
+        )
+
     op.create_table(
         "architectures",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -476,5 +518,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_architectures_benchmark_id"))
 
     op.drop_table("architectures")
+    with op.batch_alter_table("work_units", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_work_units_status_lease_expires_at"))
+        batch_op.drop_index(batch_op.f("ix_work_units_batch_label"))
+
+    op.drop_table("work_units")
     op.drop_table("proxies")
     op.drop_table("benchmarks")

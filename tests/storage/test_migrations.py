@@ -19,6 +19,7 @@ TABLES = {
     "search_runs",
     "individuals",
     "training_jobs",
+    "work_units",
 }
 
 
