@@ -6,8 +6,9 @@ import json
 
 import typer
 
-from lpzero_queue.cli import _bench, _db
+from lpzero_queue.cli import _bench, _db, _proxy, _search
 from lpzero_queue.cli._context import Runtime
+from lpzero_queue.cli._report import report as report_command
 from lpzero_queue.versions import code_version
 
 app = typer.Typer(
@@ -25,6 +26,9 @@ config_app = typer.Typer(help="Show the effective configuration.", no_args_is_he
 app.add_typer(config_app, name="config")
 app.add_typer(_db.app, name="db")
 app.add_typer(_bench.app, name="bench")
+app.add_typer(_proxy.app, name="proxy")
+app.command("report")(report_command)
+app.add_typer(_search.app, name="search")
 
 
 def _version(value: bool) -> None:

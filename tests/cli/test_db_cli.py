@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lpzero_queue import __version__
+from lpzero_queue.storage import head_revision
 from tests.conftest import run_lpzq
 
 
@@ -50,7 +51,7 @@ def test_embedded_default_is_sqlite_in_process(cli_env: dict[str, str]) -> None:
 def test_db_upgrade_current_downgrade_on_the_embedded_default(cli_env: dict[str, str]) -> None:
     up = run_lpzq("db", "upgrade", env=cli_env)
     assert up.returncode == 0, up.stderr
-    assert "empty -> 0001" in up.stdout
+    assert f"empty -> {head_revision()}" in up.stdout
     cur = run_lpzq("db", "current", env=cli_env)
     assert "(up to date)" in cur.stdout
     down = run_lpzq("db", "downgrade", "base", "--yes", env=cli_env)
@@ -67,7 +68,7 @@ def test_db_upgrade_on_postgresql(cli_env: dict[str, str], pg_available: bool) -
     try:
         out = run_lpzq("db", "upgrade", env={**cli_env, "LPZQ_DATABASE_URL": url})
         assert out.returncode == 0, out.stderr
-        assert "empty -> 0001" in out.stdout
+        assert f"empty -> {head_revision()}" in out.stdout
     finally:
         drop_postgres_database(url)
 

@@ -1,0 +1,250 @@
+"""``lpzq search``: start, resume and inspect GP searches for zero-cost proxies."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import typer
+
+from lpzero_queue.cli._output import echo_table
+from lpzero_queue.errors import LpzqError
+
+if TYPE_CHECKING:
+    from lpzero_queue.cli._context import Runtime
+
+app = typer.Typer(help="Search zero-cost proxies with genetic programming.", no_args_is_help=True)
+
+
+def _finish(rt: Runtime, run_id: int) -> None:
+    """Evaluate the run's best proxy on the held-out test split and print the table."""
+    from lpzero_queue.cli._progress import progress_bar
+    from lpzero_queue.proxies.report import run_report
+    from lpzero_queue.proxies.spec import (
+        TRIVIAL_BASELINES,
+        ProxySpec,
+        baseline_spec,
+        resolve_proxy,
+    )
+    from lpzero_queue.search.coordinator import load_context, run_summary
+
+    summary = run_summary(rt.sessions, run_id)
+    if summary["status"] != "completed":
+        typer.echo(f"run {run_id}: {summary['status']}")
+        return
+    ctx = load_context(rt.sessions, run_id)
+    published = "lpzero-flexibert" if ctx.setup.space == "flexibert" else "lpzero-gpt2"
+    specs = [ProxySpec("expression", summary["best"], "higher", None), resolve_proxy(published)]
+    specs += [baseline_spec(n) for n in TRIVIAL_BASELINES]
+    with progress_bar("held-out test split") as advance:
+        report = run_report(
+            rt.sessions,
+            ctx.bench_name,
+            specs,
+            split="test",
+            split_spec=ctx.split,
+            seeds=[ctx.config.seed],
+            setup=ctx.setup,
+            executor=rt.executor(),
+            progress=advance,
+            details={"run_id": run_id},
+        )
+    typer.echo(
+        f"run {run_id} best (search-split {ctx.config.fitness} "
+        f"{summary['best_fitness']:+.4f}): {summary['best']}"
+    )
+    typer.echo(
+        f"{report.benchmark}: test split (search split {report.search_split}), "
+        f"n={report.n_archs}; seed {ctx.config.seed}; builder {ctx.setup.builder}; "
+        f"objective {ctx.setup.objective}; batch {ctx.setup.batch_size}x{ctx.setup.seq_len} "
+        f"[{report.batch_hashes[0][:12]}]"
+    )
+    rows = [
+        [
+            "best (searched)" if r.proxy.text == summary["best"] else r.proxy.label,
+            r.proxy.direction,
+            r.n,
+            r.spearman,
+            r.kendall,
+            r.within_kendall,
+            r.top10_overlap,
+            r.failed,
+        ]
+        for r in report.rows
+    ]
+    echo_table(
+        ["proxy", "direction", "n", "spearman", "kendall", "within_kendall", "top10", "failed"],
+        rows,
+    )
+
+
+def _execute(rt: Runtime, run_id: int) -> None:
+    from lpzero_queue.cli._progress import progress_bar
+    from lpzero_queue.search.coordinator import execute_run
+
+    rt.apply_torch_settings()
+    with progress_bar(f"search run {run_id}") as advance:
+        execute_run(rt.sessions, run_id, rt.executor(), progress=advance)
+    _finish(rt, run_id)
+
+
+@app.command("start")
+def search_start(
+    ctx: typer.Context,
+    bench: str = typer.Option(..., "--bench", help="Benchmark (shipped ones load on first use)."),
+    population: int = typer.Option(80, "--population", help="Population size."),
+    children: int = typer.Option(
+        1000, "--children", help="Children in all after the initial population."
+    ),
+    per_generation: int = typer.Option(40, "--per-generation", help="Children evaluated together."),
+    sample: int = typer.Option(50, "--sample", help="Architectures in the search split."),
+    first: bool = typer.Option(
+        False, "--first", help="Search split = first N records (the paper)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Run seed."),
+    fitness: str = typer.Option("spearman", "--fitness", help="spearman or kendall."),
+    selection: str = typer.Option("truncation", "--selection", help="truncation or tournament."),
+    rps: bool = typer.Option(
+        True, "--rps/--no-rps", help="Rule-based pruning (--no-rps: ablation)."
+    ),
+    probe_size: int = typer.Option(10, "--probe-size", help="Probe architectures (0: no probe)."),
+    unary: int = typer.Option(2, "--unary-per-branch", help="Unary operators per branch."),
+    builder: str | None = typer.Option(None, "--builder", help="FlexiBERT: faithful or lpzero."),
+    objective: str | None = typer.Option(None, "--objective", help="Gradient loss: ones|mlm."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Proxy batch size."),
+    seq_len: int | None = typer.Option(None, "--seq-len", help="Proxy sequence length."),
+) -> None:
+    """Run a GP search; print the best proxy's held-out figures next to the baselines.
+
+    Example: lpzq search start --bench flexibert
+    """
+    from lpzero_queue.benchmarks.catalog import ensure_benchmark
+    from lpzero_queue.search.config import SearchConfig
+    from lpzero_queue.search.coordinator import create_run
+
+    try:
+        config = SearchConfig.from_dict(
+            dict(
+                population=population,
+                children=children,
+                per_generation=per_generation,
+                sample=sample,
+                split="first" if first else "sample",
+                seed=seed,
+                fitness=fitness,
+                selection=selection,
+                rps=rps,
+                probe_size=probe_size,
+                unary_per_branch=unary,
+                builder=builder,
+                objective=objective,
+                batch_size=batch_size,
+                seq_len=seq_len,
+            )
+        )
+    except ValueError as exc:
+        raise LpzqError(str(exc)) from None
+    rt = ctx.obj
+    rt.require_schema(create=True)
+    ensure_benchmark(rt.sessions, bench)
+    run_id = create_run(rt.sessions, bench, config)
+    typer.echo(f"search run {run_id} on {bench} (lpzq search status {run_id})")
+    _execute(rt, run_id)
+
+
+@app.command("resume")
+def search_resume(ctx: typer.Context, run: int = typer.Argument(..., help="Run id.")) -> None:
+    """Continue a run that was interrupted; ends exactly as an uninterrupted run would.
+
+    Example: lpzq search resume 3
+    """
+    rt = ctx.obj
+    rt.require_schema()
+    _execute(rt, run)
+
+
+@app.command("status")
+def search_status(
+    ctx: typer.Context,
+    run: int = typer.Argument(..., help="Run id."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show a run's status, progress, pruning and best member.
+
+    Example: lpzq search status 1
+    """
+    from lpzero_queue.search.coordinator import run_summary
+
+    rt = ctx.obj
+    rt.require_schema()
+    summary = run_summary(rt.sessions, run)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    for key, value in summary.items():
+        typer.echo(f"{key:<15} {value}")
+
+
+@app.command("list")
+def search_list(ctx: typer.Context) -> None:
+    """List search runs.
+
+    Example: lpzq search list
+    """
+    from sqlalchemy import select
+
+    from lpzero_queue.storage import Benchmark, Proxy, SearchRun, transaction
+
+    rt = ctx.obj
+    rt.require_schema(create=True)
+    with transaction(rt.sessions) as s:
+        rows = s.execute(
+            select(
+                SearchRun.id,
+                Benchmark.name,
+                SearchRun.status,
+                SearchRun.seed,
+                SearchRun.best_fitness,
+                Proxy.expression,
+                SearchRun.created_at,
+            )
+            .join(Benchmark, Benchmark.id == SearchRun.benchmark_id)
+            .outerjoin(Proxy, Proxy.id == SearchRun.best_proxy_id)
+            .order_by(SearchRun.id)
+        ).all()
+    echo_table(
+        ["run", "benchmark", "status", "seed", "best_fitness", "best", "created"],
+        [[*r[:6], str(r[6])[:19]] for r in rows],
+    )
+
+
+@app.command("best")
+def search_best(ctx: typer.Context, run: int = typer.Argument(..., help="Run id.")) -> None:
+    """Print a run's best expression and its held-out figures.
+
+    Example: lpzq search best 1
+    """
+    rt = ctx.obj
+    rt.require_schema()
+    _finish(rt, run)
+
+
+@app.command("cancel")
+def search_cancel(ctx: typer.Context, run: int = typer.Argument(..., help="Run id.")) -> None:
+    """Mark a run cancelled; a coordinator running it stops after the current generation.
+
+    Example: lpzq search cancel 2
+    """
+    from sqlalchemy import update
+
+    from lpzero_queue.search.coordinator import run_summary
+    from lpzero_queue.storage import SearchRun, transaction
+
+    rt = ctx.obj
+    rt.require_schema()
+    summary = run_summary(rt.sessions, run)
+    if summary["status"] in ("completed", "cancelled"):
+        raise LpzqError(f"search run {run} is already {summary['status']}")
+    with transaction(rt.sessions) as s:
+        s.execute(update(SearchRun).where(SearchRun.id == run).values(status="cancelled"))
+    typer.echo(f"search run {run}: cancelled")

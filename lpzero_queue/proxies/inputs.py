@@ -1,0 +1,303 @@
+"""Proxy inputs: one forward and one backward pass per architecture yield all six inputs.
+
+method.md section 2: for one (architecture config, builder, init seed, batch, objective) the model
+is built, run forward with hooks on its :class:`~lpzero_queue.benchmarks.taps.Tap` markers, and
+backward once through the objective's scalar. That single pass gives
+
+- ``act``, ``head``, ``softmax``: the outputs of the taps of that kind, in module order;
+- ``weight``, ``grad``: the ``mixer_linears()`` weights and their ``.grad`` after the backward;
+- ``jacobs``: the gradient of the objective w.r.t. the ``embedding`` tap output.
+
+Every stored tensor is detached, contiguous, cloned (never a view into the model) and cast to a
+storage dtype; hooks are removed even when the pass fails. The result is keyed by
+:class:`InputsKey` so that :mod:`lpzero_queue.proxies.cache` can keep it for any number of
+expressions (the published code recomputed it for every candidate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lpzero_queue.proxies.objective import forward_loss, resolve_objective
+from lpzero_queue.proxies.operators import INPUT_NAMES
+
+if TYPE_CHECKING:
+    from lpzero_queue.benchmarks.batches import InputBatch
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "STORAGE_DTYPES",
+    "TRAIN_MODE_BUILDERS",
+    "InputsKey",
+    "ProxyInputs",
+    "compute_inputs",
+    "extract_inputs",
+    "inputs_key",
+]
+
+# (batch_size, seq_len) per space, from scripts/batch_shape.py (seeded sample, init seed 0, batch
+# seed 0, default builder and objective; Kendall tau of 6 proxies incl. both LPZero expressions).
+# FlexiBERT (60 archs, mlm): 4x64, 8x64, 8x128, 16x128 all agree with the largest measured shape
+# (16x128) to |delta tau| <= 0.04 (all archs) / 0.03 (within depth), far below the ~0.09 standard
+# error of tau on 60 archs; 8x128 is the smallest shape within 0.015 of 16x128 on every proxy
+# (4x64: within 0.031) at half its cost (~29 MB of inputs per arch). The strict "smallest within
+# noise" reading would allow 4x64. GPT-2 (30 archs, lm): 4x192 agrees with the published 16x192
+# to |delta tau| <= 0.028 (all archs) and 0.029 (within depth) on every proxy, at ~1/2 the time
+# and ~1/3 of the input bytes (100 vs 325 MB per arch).
+DEFAULT_BATCH: Final[dict[str, tuple[int, int]]] = {"flexibert": (8, 128), "gpt2": (4, 192)}
+
+STORAGE_DTYPES: Final = (torch.float32, torch.float16, torch.bfloat16)
+# The published FlexiBERT proxy runs the lpzero model with dropout active; everything else runs in
+# eval mode (deterministic without an RNG).
+TRAIN_MODE_BUILDERS: Final[frozenset[tuple[str, str]]] = frozenset({("flexibert", "lpzero")})
+_DROPOUT_STREAM: Final = 0x44524F50  # "DROP": separates the dropout RNG from the init generator
+_TAP_INPUTS: Final = ("act", "head", "softmax")
+
+
+@dataclass(frozen=True)
+class InputsKey:
+    """Identity of one extraction: everything that determines the six input lists."""
+
+    space: str  # "flexibert" | "gpt2"
+    config_hash: str  # records.config_hash(space, config)
+    builder: str  # resolved builder name
+    seed: int  # init seed (also seeds dropout and the MLM objective)
+    batch_hash: str  # InputBatch.content_hash
+    objective: str  # resolved objective name
+
+    @property
+    def digest(self) -> str:
+        """sha256 hex of the key's canonical JSON (sorted keys, no whitespace)."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ProxyInputs:
+    """The six proxy inputs of one architecture.
+
+    Attributes:
+        key: What was computed.
+        tensors: Read-only mapping input name -> tuple of tensors (module order).
+        seconds: Wall time of the build + forward + backward + extraction.
+    """
+
+    key: InputsKey
+    tensors: Mapping[str, tuple[Tensor, ...]]
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tensors, MappingProxyType):
+            frozen = {name: tuple(ts) for name, ts in self.tensors.items()}
+            object.__setattr__(self, "tensors", MappingProxyType(frozen))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the stored tensors."""
+        return sum(t.numel() * t.element_size() for ts in self.tensors.values() for t in ts)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Storage dtype of the tensors (all share one)."""
+        return next(t.dtype for ts in self.tensors.values() for t in ts)
+
+
+def inputs_key(
+    space: str,
+    config: Mapping[str, Any],
+    *,
+    builder: str | None,
+    seed: int,
+    batch: InputBatch,
+    objective: str | None = None,
+) -> InputsKey:
+    """Build the :class:`InputsKey` of an extraction (builder and objective resolved)."""
+    from lpzero_queue.benchmarks.builders import resolve_builder
+    from lpzero_queue.benchmarks.records import config_hash
+
+    if batch.space != space:
+        raise ValueError(f"batch is for {batch.space!r}, architecture for {space!r}")
+    cfg = dict(config)
+    if space == "gpt2" and isinstance(cfg.get("config"), Mapping):
+        cfg = dict(cfg["config"])  # a whole GPT-2 record: hash its config
+    if space == "flexibert":
+        cfg = {k: cfg[k] for k in ("hidden_size", "encoder_layers") if k in cfg}
+    return InputsKey(
+        space=space,
+        config_hash=config_hash(space, cfg),
+        builder=resolve_builder(space, builder),
+        seed=seed,
+        batch_hash=batch.content_hash,
+        objective=resolve_objective(space, objective),
+    )
+
+
+def _store(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """Detached, contiguous copy in ``dtype`` that shares no memory with ``t``."""
+    return t.detach().to(dtype=dtype, memory_format=torch.contiguous_format, copy=True)
+
+
+def _dropout_seed(seed: int) -> int:
+    return int(np.random.SeedSequence([seed, _DROPOUT_STREAM]).generate_state(1)[0])
+
+
+@contextmanager
+def _rng_for(train: bool, seed: int) -> Iterator[None]:
+    """Fork the global CPU RNG and seed it for dropout (train mode); no-op in eval mode."""
+    if not train:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_dropout_seed(seed))
+        yield
+
+
+def extract_inputs(
+    model: nn.Module,
+    batch: InputBatch,
+    *,
+    objective: str,
+    seed: int,
+    train: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, tuple[Tensor, ...]]:
+    """Run one forward and one backward pass of ``model`` and read all six inputs.
+
+    The model's gradients are cleared before and after; its train/eval mode is restored; every
+    hook is removed (also on error). Grads are real (no ``torch.no_grad``).
+
+    Args:
+        model: A model from :func:`lpzero_queue.benchmarks.build_model` (has ``mixer_linears``).
+        batch: Input batch of the model's space.
+        objective: Resolved objective name (see :mod:`lpzero_queue.proxies.objective`).
+        seed: Seeds the objective's randomness and, in train mode, dropout.
+        train: Run in train mode (dropout active) with a forked, seeded RNG.
+        dtype: Storage dtype, one of :data:`STORAGE_DTYPES`.
+
+    Returns:
+        Input name -> tuple of tensors, for every name in ``INPUT_NAMES``.
+
+    Raises:
+        ValueError: Unsupported dtype.
+        RuntimeError: The model has no taps of a kind, or a mixer weight received no gradient.
+    """
+    from lpzero_queue.benchmarks.taps import taps
+
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage dtype must be one of {STORAGE_DTYPES}, got {dtype}")
+    captured: dict[str, list[Tensor]] = {kind: [] for kind in _TAP_INPUTS}
+    embedded: list[Tensor] = []  # the live embedding-tap output (grad retained)
+
+    def keep(kind: str) -> Any:
+        def hook(_module: nn.Module, _args: Any, output: Tensor) -> None:
+            captured[kind].append(_store(output, dtype))
+
+        return hook
+
+    def retain(_module: nn.Module, _args: Any, output: Tensor) -> None:
+        output.retain_grad()
+        embedded.append(output)
+
+    linears: list[nn.Linear] = list(model.mixer_linears())  # type: ignore[operator]
+    was_training = model.training
+    handles = []
+    try:
+        for kind in _TAP_INPUTS:
+            handles += [tap.register_forward_hook(keep(kind)) for tap in taps(model, kind)]
+        handles += [tap.register_forward_hook(retain) for tap in taps(model, "embedding")]
+        model.zero_grad(set_to_none=True)
+        model.train(train)
+        with _rng_for(train, seed):
+            loss = forward_loss(model, batch, objective=objective, seed=seed)
+            loss.backward()
+        grads = []
+        for i, lin in enumerate(linears):
+            if lin.weight.grad is None:
+                raise RuntimeError(f"mixer linear {i} received no gradient")
+            grads.append(_store(lin.weight.grad, dtype))
+        jacobs = []
+        for t in embedded:
+            if t.grad is None:
+                raise RuntimeError("the embedding tap output received no gradient")
+            jacobs.append(_store(t.grad, dtype))
+        out: dict[str, tuple[Tensor, ...]] = {
+            "act": tuple(captured["act"]),
+            "head": tuple(captured["head"]),
+            "softmax": tuple(captured["softmax"]),
+            "grad": tuple(grads),
+            "weight": tuple(_store(lin.weight, dtype) for lin in linears),
+            "jacobs": tuple(jacobs),
+        }
+    finally:
+        for handle in handles:
+            handle.remove()
+        embedded.clear()  # drop the graph-holding tensor
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    empty = [name for name in INPUT_NAMES if not out[name]]
+    if empty:
+        raise RuntimeError(f"the model produced no {', '.join(empty)} input(s)")
+    return out
+
+
+def compute_inputs(
+    space: str,
+    config: Mapping[str, Any],
+    *,
+    builder: str | None,
+    seed: int,
+    batch: InputBatch,
+    objective: str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> ProxyInputs:
+    """Build one architecture, run it once forward and backward, and return its six inputs.
+
+    The ``lpzero`` FlexiBERT builder runs in train mode (dropout active, as published) with the
+    dropout RNG forked and seeded from ``seed``; all others run in eval mode. The model is freed
+    before returning. The same arguments give bit-identical tensors.
+
+    Args:
+        space: ``"flexibert"`` or ``"gpt2"``.
+        config: The benchmark record or config.
+        builder: Builder name, or None for the space's default.
+        seed: Init seed (also seeds dropout and the MLM masking/head).
+        batch: Input batch of the same space.
+        objective: Objective name, or None for the space's default.
+        dtype: Storage dtype: float32 (default), float16 or bfloat16.
+
+    Returns:
+        The inputs with their key and the wall time spent.
+
+    Raises:
+        ValueError: On an unknown space/builder/objective, invalid config or dtype, or a batch of
+            another space.
+    """
+    from lpzero_queue.benchmarks.builders import build_model
+
+    started = time.perf_counter()
+    key = inputs_key(space, config, builder=builder, seed=seed, batch=batch, objective=objective)
+    model = build_model(space, config, builder=key.builder, seed=seed)
+    try:
+        tensors = extract_inputs(
+            model,
+            batch,
+            objective=key.objective,
+            seed=seed,
+            train=(space, key.builder) in TRAIN_MODE_BUILDERS,
+            dtype=dtype,
+        )
+    finally:
+        del model
+    return ProxyInputs(key=key, tensors=tensors, seconds=time.perf_counter() - started)

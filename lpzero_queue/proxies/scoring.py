@@ -1,0 +1,183 @@
+"""Units of scoring work and the function that does one: expressions and baselines on a shard of
+architectures, for one seed. Pure computation (no database): the same code runs in-process and
+inside a Celery worker, and units travel as JSON.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lpzero_queue.benchmarks.builders import resolve_builder
+from lpzero_queue.benchmarks.records import config_hash
+from lpzero_queue.proxies.objective import resolve_objective
+
+if TYPE_CHECKING:
+    from lpzero_queue.benchmarks.batches import InputBatch
+    from lpzero_queue.proxies.cache import InputCache
+
+
+@dataclass(frozen=True)
+class ScoringSetup:
+    """How proxy inputs are obtained; stored with every number computed under it."""
+
+    space: str
+    builder: str
+    # The loss whose backward gives the gradients ("ones" | "mlm" for FlexiBERT, "lm" for GPT-2).
+    objective: str
+    batch_size: int
+    seq_len: int
+
+    @classmethod
+    def resolve(
+        cls,
+        space: str,
+        *,
+        builder: str | None = None,
+        objective: str | None = None,
+        batch_size: int | None = None,
+        seq_len: int | None = None,
+    ) -> ScoringSetup:
+        """Fill in the space's defaults and validate (ValueError naming valid values)."""
+        from lpzero_queue.proxies.inputs import DEFAULT_BATCH
+
+        default_b, default_t = DEFAULT_BATCH[space]
+        return cls(
+            space=space,
+            builder=resolve_builder(space, builder),
+            objective=resolve_objective(space, objective),
+            batch_size=batch_size or default_b,
+            seq_len=seq_len or default_t,
+        )
+
+
+@dataclass(frozen=True)
+class ArchRef:
+    """An architecture as a worker needs it: its database id, key and config."""
+
+    id: int
+    key: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """A batch of proxies over a shard of architectures, for one seed."""
+
+    setup: ScoringSetup
+    seed: int
+    archs: tuple[ArchRef, ...]
+    expressions: tuple[str, ...] = ()
+    baselines: tuple[str, ...] = ()
+
+    def to_payload(self) -> dict[str, Any]:
+        """A JSON-serialisable form (Celery uses JSON only)."""
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> WorkUnit:
+        """Inverse of :meth:`to_payload`."""
+        return cls(
+            setup=ScoringSetup(**payload["setup"]),
+            seed=int(payload["seed"]),
+            archs=tuple(ArchRef(**a) for a in payload["archs"]),
+            expressions=tuple(payload.get("expressions", ())),
+            baselines=tuple(payload.get("baselines", ())),
+        )
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One result: a proxy (expression text or baseline name) on one architecture."""
+
+    arch_id: int
+    proxy: str
+    score: float | None
+    status: str  # ok | nonfinite | error
+    error: str | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=16)
+def input_batch(space: str, seed: int, batch_size: int, seq_len: int) -> InputBatch:
+    """The proxy batch for (space, seed, shape); cached per process (it is deterministic)."""
+    from lpzero_queue.benchmarks.batches import make_batch
+
+    return make_batch(space, seed=seed, batch_size=batch_size, seq_len=seq_len)
+
+
+def score_unit(unit: WorkUnit, cache: InputCache) -> list[ScoreRow]:
+    """Score every proxy of ``unit`` on every architecture of its shard.
+
+    Inputs of an architecture are computed once (one forward and backward) and kept in ``cache``;
+    all expressions are evaluated on them in one call. Baselines build their own model. A failing
+    proxy gives an ``error`` row; it never aborts the unit.
+    """
+    from lpzero_queue.proxies.baselines import score_baselines
+    from lpzero_queue.proxies.expression import evaluate_many, parse_expression
+    from lpzero_queue.proxies.inputs import InputsKey, compute_inputs
+
+    setup = unit.setup
+    batch = input_batch(setup.space, unit.seed, setup.batch_size, setup.seq_len)
+    exprs = [parse_expression(text) for text in unit.expressions]
+    rows: list[ScoreRow] = []
+    for arch in unit.archs:
+        if exprs:
+            key = InputsKey(
+                space=setup.space,
+                config_hash=config_hash(setup.space, arch.config),
+                builder=setup.builder,
+                seed=unit.seed,
+                batch_hash=batch.content_hash,
+                objective=setup.objective,
+            )
+            try:
+                inputs = cache.get_or_compute(
+                    key,
+                    functools.partial(
+                        compute_inputs,
+                        setup.space,
+                        arch.config,
+                        builder=setup.builder,
+                        seed=unit.seed,
+                        batch=batch,
+                        objective=setup.objective,
+                    ),
+                )
+            except Exception as exc:  # a model that cannot run is a result, not a crash
+                message = f"{type(exc).__name__}: {exc}"
+                rows.extend(
+                    ScoreRow(arch.id, text, None, "error", message) for text in unit.expressions
+                )
+            else:
+                started = time.perf_counter()
+                results = evaluate_many(exprs, inputs.tensors)
+                each = (time.perf_counter() - started) / max(1, len(exprs))
+                rows.extend(
+                    ScoreRow(arch.id, text, r.score, r.status, r.error, each)
+                    for text, r in zip(unit.expressions, results, strict=True)
+                )
+        if unit.baselines:
+            results_b = score_baselines(
+                list(unit.baselines),
+                setup.space,
+                arch.config,
+                builder=setup.builder,
+                seed=unit.seed,
+                batch=batch,
+                objective=setup.objective,
+            )
+            rows.extend(
+                ScoreRow(arch.id, name, r.score, r.status, r.error, r.seconds)
+                for name, r in results_b.items()
+            )
+    return rows
+
+
+def shard(archs: Sequence[ArchRef], size: int) -> list[tuple[ArchRef, ...]]:
+    """Split architectures into consecutive shards of at most ``size``."""
+    return [tuple(archs[i : i + size]) for i in range(0, len(archs), size)]

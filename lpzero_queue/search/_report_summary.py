@@ -1,0 +1,175 @@
+"""The Markdown summary of a search report: figures next to how each one was obtained."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lpzero_queue.search.report import RunData
+
+Curves = tuple[list[int], list[float], list[float]]
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A float to ``digits`` decimals, None as '-'."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _duration(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    if (start.tzinfo is None) != (end.tzinfo is None):
+        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    return (end - start).total_seconds()
+
+
+def _counts(rd: RunData) -> tuple[Counter[str], Counter[str]]:
+    statuses = Counter(st for _, st, *_ in rd.individuals)
+    rules = Counter(rule for _, _, _, rule, _ in rd.individuals if rule is not None)
+    return statuses, rules
+
+
+def summary_markdown(
+    data: RunData,
+    other: RunData | None,
+    population: int,
+    curves: Curves,
+    scatter_note: str | None,
+    files: list[str],
+) -> str:
+    """The text of ``summary.md``.
+
+    Args:
+        data: the run, its individuals and held-out rows.
+        other: its counterpart with ``rps`` flipped, when one is stored.
+        population: population size the curves were computed with.
+        curves: (generations, best, median) of ``data``.
+        scatter_note: what the scatter plot shows or why it is missing; None without held-out rows.
+        files: names of the files written next to the summary.
+    """
+    run, cfg = data.run, data.run.config
+    statuses, rules = _counts(data)
+    gens, best, median = curves
+    wall = _duration(run.started_at, run.finished_at)
+    wall_note = "started_at to finished_at"
+    if wall is None:
+        wall, wall_note = _duration(run.started_at, run.heartbeat_at), "started_at to heartbeat_at"
+    compute = sum(sec or 0.0 for *_, sec in data.individuals)
+    lines = [
+        f"# Search run {run.id} on {data.bench.name}",
+        "",
+        f"- status: **{run.status}**; code version {run.code_version}",
+        f"- best expression: `{data.best.expression if data.best else '(none yet)'}`",
+        f"- best fitness ({cfg.get('fitness', 'spearman')} on the search split): "
+        f"{fmt(run.best_fitness)}",
+        f"- held-out: {_held_out_line(data)}",
+        f"- generations: {len(gens)}; candidates: {len(data.individuals)}"
+        + "".join(f"; {k} {v}" for k, v in sorted(statuses.items())),
+        (f"- wall time: {wall:.1f} s ({wall_note})" if wall is not None else "- wall time: -")
+        + f"; scoring time of the individuals: {compute:.1f} s",
+        "",
+        "## Configuration",
+        "",
+        "```json",
+        json.dumps({"seed": run.seed, **cfg}, indent=2, sort_keys=True, default=str),
+        "```",
+        "",
+        "## Pruned candidates by rule",
+        "",
+    ]
+    if rules:
+        lines += ["| rule | candidates |", "|---|---:|"]
+        lines += [f"| {rule} | {n} |" for rule, n in rules.most_common()]
+    else:
+        lines.append("No pruning rule fired" + (" (RPS is off)." if not cfg.get("rps") else "."))
+    lines += ["", "## Held-out test split", ""]
+    if data.held_out:
+        c0 = data.held_out[0].correlation
+        lines += [
+            f"Split `{c0.split}`, metric {c0.metric}, builder {c0.builder}, objective "
+            f"{c0.objective}, seeds {list(c0.seeds)}, batches "
+            f"{', '.join(h[:12] for h in c0.batch_hashes or [])}.",
+            "",
+            "| proxy | n | spearman | kendall | within_kendall | top10 |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for h in data.held_out:
+            c = h.correlation
+            lines.append(
+                f"| {h.label} | {c.n} | {fmt(c.spearman)} | {fmt(c.kendall)} | "
+                f"{fmt(c.within_kendall)} | {fmt(c.top10_overlap)} |"
+            )
+        if data.best is not None and data.held_out[0].proxy_id != data.best.id:
+            lines += ["", "The best proxy has no correlation on this test split yet."]
+        if scatter_note is not None:
+            lines += ["", f"Scatter: {scatter_note}."]
+    else:
+        lines.append(
+            f"No test-split correlations are stored for run {run.id} yet (rows in `correlations` "
+            f"with split `test:...` and details.run_id = {run.id}); the scatter and bar plots "
+            "are left out."
+        )
+    lines += ["", "## No-RPS ablation", ""]
+    if other is None:
+        lines.append(
+            "No counterpart run (same benchmark, seed and configuration with `rps` flipped) "
+            "is stored."
+        )
+    else:
+        o_status = _counts(other)[0]
+        o_best = next(
+            (h for h in other.held_out if other.best and h.proxy_id == other.best.id), None
+        )
+        lines += [
+            f"Run {other.run.id} (rps={other.run.config.get('rps')}, "
+            f"status {other.run.status}): best fitness {fmt(other.run.best_fitness)}, "
+            f"{len(other.individuals)} candidates ("
+            + ", ".join(f"{k} {v}" for k, v in sorted(o_status.items()))
+            + f"), best `{other.best.expression if other.best else '(none yet)'}`"
+            + (f", held-out kendall {fmt(o_best.correlation.kendall)}" if o_best else "")
+            + ". It is drawn on the same axes in fitness.png."
+        ]
+    lines += [
+        "",
+        "## Fitness per generation",
+        "",
+        "| generation | best | median |",
+        "|---:|---:|---:|",
+    ]
+    lines += [f"| {g} | {fmt(b)} | {fmt(m)} |" for g, b, m in zip(gens, best, median, strict=True)]
+    lines += [
+        "",
+        "## How the numbers were obtained",
+        "",
+        f"- Fitness: `individuals.fitness` of run {run.id}, the signed correlation of a "
+        "candidate's scores with ground truth on the search split (NULL unless status ok). "
+        f"'best' = max over ok individuals of generations <= g; 'median' = median of the top "
+        f"{population} (the population) among them.",
+        "- Pruned counts: `individuals.pruning_rule`; statuses from `individuals.status`.",
+        "- Held-out figures: the latest `correlations` row per proxy with split `test:<search "
+        f"split>` and details.run_id = {run.id}; architectures never seen by the search.",
+        "- Scatter: `evaluations` (status ok) of the best proxy on the test-split architectures, "
+        "with the correlation row's builder, objective, seeds and batch hashes, averaged over "
+        "seeds; ground truth from `ground_truth` with the benchmark's metric.",
+        "- Wall time: the run's timestamps; scoring time: sum of `individuals.seconds`.",
+    ]
+    lines += ["", "Files: " + ", ".join([*files, "summary.md"]), ""]
+    return "\n".join(lines)
+
+
+def _held_out_line(data: RunData) -> str:
+    best_id = data.best.id if data.best is not None else None
+    best = next((h.correlation for h in data.held_out if h.proxy_id == best_id), None)
+    if best is None:
+        return "not computed yet"
+    parts = [
+        f"spearman {fmt(best.spearman)}, kendall {fmt(best.kendall)}, within-depth "
+        f"{fmt(best.within_kendall)} on {best.split} (n={best.n})"
+    ]
+    parts += [
+        f"{h.label} {fmt(h.correlation.kendall)}" for h in data.held_out if h.proxy_id != best_id
+    ]
+    return parts[0] + ("; kendall of " + ", ".join(parts[1:]) if parts[1:] else "")

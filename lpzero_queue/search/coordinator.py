@@ -1,0 +1,463 @@
+"""The search coordinator: runs GP generations through an executor and records every individual.
+
+A run is a pure function of its stored configuration and seed. The coordinator replays the
+deterministic plan (:mod:`lpzero_queue.search.generation`) from the start every time it runs:
+individuals already in the database are taken as they are, the rest are evaluated and written as
+soon as they are scored. Resuming a killed run therefore ends with exactly the result of an
+uninterrupted one, and evaluations stored by earlier runs are reused, not recomputed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from lpzero_queue.benchmarks.splits import SplitSpec, search_positions
+from lpzero_queue.errors import LpzqError, NotFoundError
+from lpzero_queue.execution.base import Executor
+from lpzero_queue.proxies.evaluations import (
+    Job,
+    ScoreTable,
+    ensure_batch,
+    ensure_proxies,
+    score_missing,
+)
+from lpzero_queue.proxies.scoring import ArchRef, ScoringSetup
+from lpzero_queue.proxies.spec import ProxySpec
+from lpzero_queue.search.config import SearchConfig
+from lpzero_queue.search.generation import (
+    Candidate,
+    evaluated_texts,
+    merge_generation,
+    plan_generation,
+    plan_initial,
+)
+from lpzero_queue.search.pruning import (
+    correlation_fitness,
+    dynamic_prune,
+    hard_failure,
+    rule_status,
+)
+from lpzero_queue.search.selection import Member
+from lpzero_queue.storage import (
+    Architecture,
+    Benchmark,
+    GroundTruth,
+    Individual,
+    SearchRun,
+    transaction,
+)
+from lpzero_queue.versions import code_version, library_versions
+
+Progress = Callable[..., None]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a run needs that does not change while it runs."""
+
+    run_id: int
+    bench_id: int
+    bench_name: str
+    config: SearchConfig
+    setup: ScoringSetup
+    split: SplitSpec
+    archs: tuple[ArchRef, ...]  # the search split, in position order
+    truth: tuple[float, ...]  # ground truth oriented higher-is-better, same order
+    batch_id: int
+
+    @property
+    def probe(self) -> int:
+        """Number of probe architectures (the first of the search split)."""
+        return self.config.probe_size
+
+
+def create_run(sessions: sessionmaker[Session], bench_name: str, config: SearchConfig) -> int:
+    """Record a new run (status pending) with its resolved configuration; returns its id."""
+    with transaction(sessions) as s:
+        bench = s.scalar(select(Benchmark).where(Benchmark.name == bench_name))
+        if bench is None:
+            raise NotFoundError(f"no benchmark '{bench_name}'")
+        try:
+            setup = ScoringSetup.resolve(
+                bench.space,
+                builder=config.builder,
+                objective=config.objective,
+                batch_size=config.batch_size,
+                seq_len=config.seq_len,
+            )
+        except ValueError as exc:
+            raise LpzqError(str(exc)) from None
+        resolved = SearchConfig.from_dict(
+            {
+                **config.to_dict(),
+                "builder": setup.builder,
+                "objective": setup.objective,
+                "batch_size": setup.batch_size,
+                "seq_len": setup.seq_len,
+            }
+        )
+        run = SearchRun(
+            benchmark_id=bench.id,
+            config=resolved.to_dict(),
+            seed=resolved.seed,
+            status="pending",
+            code_version=code_version(),
+            library_versions=library_versions(),
+        )
+        s.add(run)
+        s.flush()
+        return run.id
+
+
+def load_context(sessions: sessionmaker[Session], run_id: int) -> RunContext:
+    """Rebuild a run's fixed context from the database."""
+    with transaction(sessions) as s:
+        run = s.get(SearchRun, run_id)
+        if run is None:
+            ids = s.scalars(select(SearchRun.id).order_by(SearchRun.id)).all()
+            known = f"{ids[0]}..{ids[-1]}" if ids else "none"
+            raise NotFoundError(f"no search run {run_id} (runs: {known})")
+        bench = s.get(Benchmark, run.benchmark_id)
+        assert bench is not None
+        config = SearchConfig.from_dict(run.config)
+        setup = ScoringSetup.resolve(
+            bench.space,
+            builder=config.builder,
+            objective=config.objective,
+            batch_size=config.batch_size,
+            seq_len=config.seq_len,
+        )
+        split = SplitSpec(config.split, config.sample, config.seed)
+        archs = s.scalars(select(Architecture).where(Architecture.benchmark_id == bench.id)).all()
+        by_pos = {a.position: a for a in archs}
+        chosen = [by_pos[p] for p in search_positions(len(by_pos), split)]
+        truth = dict(
+            s.execute(
+                select(GroundTruth.architecture_id, GroundTruth.value).where(
+                    GroundTruth.architecture_id.in_([a.id for a in chosen]),
+                    GroundTruth.metric == bench.metric,
+                )
+            ).all()
+        )
+        sign = 1.0 if bench.direction == "higher" else -1.0
+        batch = ensure_batch(s, bench, setup, config.seed)
+        return RunContext(
+            run_id=run.id,
+            bench_id=bench.id,
+            bench_name=bench.name,
+            config=config,
+            setup=setup,
+            split=split,
+            archs=tuple(ArchRef(a.id, a.key, dict(a.config)) for a in chosen),
+            truth=tuple(sign * truth[a.id] for a in chosen),
+            batch_id=batch.id,
+        )
+
+
+def _stored(sessions: sessionmaker[Session], run_id: int) -> dict[tuple[int, int], Individual]:
+    with transaction(sessions) as s:
+        rows = s.scalars(select(Individual).where(Individual.run_id == run_id)).all()
+        return {(r.generation, r.slot): r for r in rows}
+
+
+def _set_status(sessions: sessionmaker[Session], run_id: int, **values: Any) -> None:
+    with transaction(sessions) as s:
+        s.execute(update(SearchRun).where(SearchRun.id == run_id).values(**values))
+
+
+def _run_status(sessions: sessionmaker[Session], run_id: int) -> str:
+    with transaction(sessions) as s:
+        return s.scalars(select(SearchRun.status).where(SearchRun.id == run_id)).one()
+
+
+class _Evaluator:
+    """Scores one generation's candidates: probe set first, then the rest of the search split."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        ctx: RunContext,
+        executor: Executor,
+        progress: Progress | None,
+    ) -> None:
+        self.sessions, self.ctx, self.executor, self.progress = sessions, ctx, executor, progress
+        self.evaluated = 0
+        self.pruned = 0
+
+    def _score(
+        self, texts: Sequence[str], archs: Sequence[ArchRef]
+    ) -> tuple[dict[str, int], ScoreTable]:
+        specs = [ProxySpec("expression", t, "higher") for t in dict.fromkeys(texts)]
+        with transaction(self.sessions) as s:
+            ids = ensure_proxies(s, specs, origin="searched")
+        job = Job(
+            self.ctx.setup,
+            tuple(specs),
+            ids,
+            tuple(archs),
+            {self.ctx.config.seed: self.ctx.batch_id},
+        )
+        shard_size = max(1, math.ceil(len(archs) / 4))
+        return ids, score_missing(self.sessions, job, self.executor, shard_size=shard_size)
+
+    def _results(
+        self, table: ScoreTable, pid: int, archs: Sequence[ArchRef]
+    ) -> tuple[list[float | None], list[str]]:
+        seed = self.ctx.config.seed
+        pairs = [table.get(pid, {}).get(a.id, {}).get(seed, (None, "error")) for a in archs]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def evaluate(
+        self,
+        planned: Sequence[Candidate],
+        stored: dict[tuple[int, int], Individual],
+        population: Sequence[Member],
+    ) -> list[tuple[Candidate, float | None]]:
+        """Outcome of every planned candidate; new ones are scored and written."""
+        ctx, cfg = self.ctx, self.ctx.config
+        outcomes: dict[tuple[int, int], tuple[float | None, str, str | None, float | None]] = {}
+        todo = [c for c in planned if (c.generation, c.slot) not in stored]
+        live = [c for c in todo if c.rule is None]
+        for c in todo:
+            if c.rule is not None:
+                outcomes[(c.generation, c.slot)] = (None, rule_status(c.rule), c.rule, None)
+        pop_fitness = [m.fitness for m in population]
+        probe_archs = ctx.archs[: ctx.probe] if ctx.probe else ()
+        survivors = live
+        probe_fit: dict[tuple[int, int], float | None] = {}
+        started = time.perf_counter()
+        if probe_archs and live:
+            ids, table = self._score([c.canonical for c in live], probe_archs)
+            survivors = []
+            for c in live:
+                scores, statuses = self._results(table, ids[c.canonical], probe_archs)
+                rule = dynamic_prune(scores, statuses, ctx.truth[: ctx.probe], pop_fitness, cfg)
+                ok = [v for v in scores if v is not None]
+                probe_fit[(c.generation, c.slot)] = (
+                    correlation_fitness(ok, ctx.truth[: ctx.probe], cfg.fitness)
+                    if len(ok) == len(scores) and rule is None
+                    else None
+                )
+                if rule is None:
+                    survivors.append(c)
+                else:
+                    outcomes[(c.generation, c.slot)] = (None, rule_status(rule), rule, None)
+        if survivors:
+            ids, table = self._score([c.canonical for c in survivors], ctx.archs)
+            for c in survivors:
+                scores, statuses = self._results(table, ids[c.canonical], ctx.archs)
+                rule = hard_failure(scores, statuses)
+                fitness = None
+                if rule is None:
+                    finite = [float(v) for v in scores if v is not None]
+                    fitness = correlation_fitness(finite, ctx.truth, cfg.fitness)
+                    if fitness is None:
+                        rule = "all_identical"
+                key = (c.generation, c.slot)
+                if rule is None:
+                    outcomes[key] = (fitness, "ok", None, probe_fit.get(key))
+                else:
+                    outcomes[key] = (None, rule_status(rule), rule, probe_fit.get(key))
+        seconds = (time.perf_counter() - started) / max(1, len(live))
+        self._write(todo, outcomes, seconds)
+        result = []
+        for c in planned:
+            key = (c.generation, c.slot)
+            if key in stored:
+                result.append((c, stored[key].fitness))
+            else:
+                result.append((c, outcomes[key][0]))
+        return result
+
+    def _write(
+        self,
+        todo: Sequence[Candidate],
+        outcomes: dict[tuple[int, int], tuple[float | None, str, str | None, float | None]],
+        seconds: float,
+    ) -> None:
+        if not todo:
+            return
+        texts = [c.canonical for c in todo]
+        specs = [ProxySpec("expression", t, "higher") for t in dict.fromkeys(texts)]
+        with transaction(self.sessions) as s:
+            ids = ensure_proxies(s, specs, origin="searched")
+            for c in todo:
+                fitness, status, rule, probe = outcomes[(c.generation, c.slot)]
+                s.add(
+                    Individual(
+                        run_id=self.ctx.run_id,
+                        generation=c.generation,
+                        slot=c.slot,
+                        proxy_id=ids[c.canonical],
+                        genotype=str(c.genotype),
+                        parents=[list(p) for p in c.parents],
+                        seed=c.seed,
+                        fitness=fitness,
+                        probe_fitness=probe,
+                        status=status,
+                        pruning_rule=rule,
+                        seconds=seconds if c.rule is None else 0.0,
+                    )
+                )
+                self.evaluated += status == "ok"
+                self.pruned += status != "ok"
+            s.execute(
+                update(SearchRun).where(SearchRun.id == self.ctx.run_id).values(heartbeat_at=_now())
+            )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of a run: its best member and where the search stood."""
+
+    run_id: int
+    status: str
+    best: str | None
+    best_fitness: float | None
+    generations: int
+    population: tuple[Member, ...]
+
+
+def execute_run(
+    sessions: sessionmaker[Session],
+    run_id: int,
+    executor: Executor,
+    *,
+    progress: Progress | None = None,
+    stop_after_generation: int | None = None,
+) -> RunResult:
+    """Run (or resume) a search to its end, writing every individual as it is scored.
+
+    Args:
+        progress: called as ``progress(done, total, generation=..., best=..., pruned=...)``.
+        stop_after_generation: stop (status stays running) once this generation is stored;
+            used by tests to simulate a coordinator killed between generations.
+    """
+    ctx = load_context(sessions, run_id)
+    status = _run_status(sessions, run_id)
+    if status == "cancelled":
+        raise LpzqError(f"search run {run_id} was cancelled")
+    _set_status(
+        sessions, run_id, status="running", started_at=_now(), heartbeat_at=_now(), error=None
+    )
+    cfg = ctx.config
+    evaluator = _Evaluator(sessions, ctx, executor, progress)
+    total = cfg.generations + 1
+    population: tuple[Member, ...] = ()
+    seen: set[str] = set()
+    try:
+        stored = _stored(sessions, run_id)
+        start = 0
+        while len(population) < cfg.population:
+            planned = plan_initial(
+                cfg, cfg.seed, start_slot=start, needed=cfg.population - len(population), seen=seen
+            )
+            seen |= evaluated_texts(planned)
+            population = merge_generation(
+                population, evaluator.evaluate(planned, stored, population), cfg
+            )
+            start = planned[-1].slot + 1
+        _report(progress, 1, total, population, evaluator)
+        for generation in range(1, cfg.generations + 1):
+            if stop_after_generation is not None and generation > stop_after_generation:
+                return RunResult(run_id, "running", None, None, generation - 1, population)
+            if _run_status(sessions, run_id) == "cancelled":
+                return RunResult(run_id, "cancelled", None, None, generation - 1, population)
+            planned = plan_generation(population, cfg, cfg.seed, generation, seen=seen)
+            seen |= evaluated_texts(planned)
+            population = merge_generation(
+                population, evaluator.evaluate(planned, stored, population), cfg
+            )
+            _report(progress, generation + 1, total, population, evaluator)
+    except BaseException as exc:
+        _set_status(sessions, run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    best = max(population, key=lambda m: m.fitness)
+    best_text = _canonical_text(best)
+    with transaction(sessions) as s:
+        ids = ensure_proxies(s, [ProxySpec("expression", best_text, "higher")], origin="searched")
+        s.execute(
+            update(SearchRun)
+            .where(SearchRun.id == run_id)
+            .values(
+                status="completed",
+                finished_at=_now(),
+                heartbeat_at=_now(),
+                best_proxy_id=ids[best_text],
+                best_fitness=best.fitness,
+            )
+        )
+    return RunResult(run_id, "completed", best_text, best.fitness, cfg.generations, population)
+
+
+def _canonical_text(member: Member) -> str:
+    from lpzero_queue.proxies.expression import canonicalize, format_expression
+
+    return format_expression(canonicalize(member.genotype.to_expression()))
+
+
+def _report(
+    progress: Progress | None,
+    done: int,
+    total: int,
+    population: Sequence[Member],
+    evaluator: _Evaluator,
+) -> None:
+    if progress is None:
+        return
+    best = max((m.fitness for m in population), default=float("nan"))
+    share = evaluator.pruned / max(1, evaluator.pruned + evaluator.evaluated)
+    progress(done, total, evaluated=evaluator.evaluated, best=f"{best:+.3f}", pruned=f"{share:.0%}")
+
+
+def run_summary(sessions: sessionmaker[Session], run_id: int) -> dict[str, Any]:
+    """Status, progress and best member of a run, for ``lpzq search status``."""
+    ctx = load_context(sessions, run_id)
+    with transaction(sessions) as s:
+        run = s.get(SearchRun, run_id)
+        assert run is not None
+        rows = s.execute(
+            select(Individual.generation, Individual.status, Individual.pruning_rule).where(
+                Individual.run_id == run_id
+            )
+        ).all()
+        best = None
+        if run.best_proxy_id is not None:
+            from lpzero_queue.storage import Proxy
+
+            best = s.scalars(select(Proxy.expression).where(Proxy.id == run.best_proxy_id)).one()
+        rules: dict[str, int] = {}
+        for _, _, rule in rows:
+            if rule:
+                rules[rule] = rules.get(rule, 0) + 1
+        return {
+            "run": run.id,
+            "benchmark": ctx.bench_name,
+            "status": run.status,
+            "seed": run.seed,
+            "generation": max((g for g, _, _ in rows), default=None),
+            "generations": ctx.config.generations,
+            "candidates": len(rows),
+            "evaluated_ok": sum(1 for _, st, _ in rows if st == "ok"),
+            "pruned_by_rule": rules,
+            "best": best,
+            "best_fitness": run.best_fitness,
+            "fitness": ctx.config.fitness,
+            "search_split": ctx.split.label,
+            "setup": asdict(ctx.setup),
+            "created_at": str(run.created_at),
+            "finished_at": str(run.finished_at) if run.finished_at else None,
+            "error": run.error,
+        }

@@ -1,0 +1,324 @@
+"""Reports of a search run: fitness curves, held-out scatter, baseline bars and a Markdown summary.
+
+Everything is read back from the database, never from the coordinator's memory, so a report can
+be written for any historical run, finished or not. Missing pieces (no held-out correlations yet,
+no ablation run) are stated in the summary, not raised.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from lpzero_queue.benchmarks.splits import SplitSpec, split_positions
+from lpzero_queue.errors import NotFoundError
+from lpzero_queue.search._report_plots import Curve, plot_bars, plot_fitness, plot_scatter
+from lpzero_queue.search._report_summary import fmt, summary_markdown
+from lpzero_queue.storage import (
+    Architecture,
+    Benchmark,
+    Correlation,
+    Evaluation,
+    GroundTruth,
+    Individual,
+    InputBatch,
+    Proxy,
+    SearchRun,
+    transaction,
+)
+
+__all__ = ["BASELINE_NAMES", "fitness_curves", "write_report"]
+
+# Shown next to the best proxy: the trivial baselines and the published LPZero proxies.
+BASELINE_NAMES = (
+    "lpzero-flexibert",
+    "lpzero-gpt2",
+    "layers_x_hidden",
+    "n_layers",
+    "nonembedding_params",
+    "params",
+)
+
+
+@dataclass(frozen=True)
+class HeldOutRow:
+    """One proxy's latest correlation on the run's test split."""
+
+    label: str
+    proxy_id: int
+    correlation: Correlation
+
+
+@dataclass
+class RunData:
+    """A run and its individuals as (generation, status, fitness, pruning_rule, seconds)."""
+
+    run: SearchRun
+    bench: Benchmark
+    best: Proxy | None
+    individuals: list[tuple[int, str, float | None, str | None, float | None]]
+    held_out: list[HeldOutRow] = field(default_factory=list)
+
+
+def fitness_curves(
+    individuals: list[tuple[int, str, float | None, str | None, float | None]], population: int
+) -> tuple[list[int], list[float], list[float]]:
+    """Best and median fitness of the population after each generation.
+
+    The population after generation g is the best ``population`` ok individuals of generations
+    <= g; "best" is the maximum fitness so far, "median" the median of that population. A
+    generation before any ok individual gives NaN.
+
+    Returns:
+        (generations, best, median), one entry per generation from 0 to the last one stored.
+    """
+    if not individuals:
+        return [], [], []
+    last = max(g for g, *_ in individuals)
+    by_gen: dict[int, list[float]] = {}
+    for g, status, fit, _rule, _sec in individuals:
+        if status == "ok" and fit is not None:
+            by_gen.setdefault(g, []).append(fit)
+    pool: list[float] = []
+    gens, best, median = list(range(last + 1)), [], []
+    for g in gens:
+        pool = sorted(pool + by_gen.get(g, []), reverse=True)[:population]
+        best.append(pool[0] if pool else float("nan"))
+        median.append(statistics.median(pool) if pool else float("nan"))
+    return gens, best, median
+
+
+def write_report(sessions: sessionmaker[Session], run_id: int, out_dir: Path | str) -> list[Path]:
+    """Write the plots and ``summary.md`` of a search run into ``out_dir`` (created if missing).
+
+    Args:
+        sessions: session factory of the database holding the run.
+        run_id: ``search_runs.id``.
+        out_dir: destination folder; existing files of the same names are replaced.
+
+    Returns:
+        The paths written: ``fitness.png``, ``scatter_test.png`` and ``baselines_test.png`` when
+        their data exist, and ``summary.md`` always, in that order.
+
+    Raises:
+        NotFoundError: no run has this id (the message names the ids that exist).
+    """
+    out = Path(out_dir)
+    with transaction(sessions) as s:
+        data = _load_run(s, run_id)
+        other = _counterpart(s, data.run)
+        other_data = _load_run(s, other.id) if other is not None else None
+        scatter = _scatter_points(s, data) if data.held_out else None
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    population = int(data.run.config.get("population", 80))
+    written.append(_plot_fitness(out / "fitness.png", data, other_data, population))
+    if scatter is not None and scatter[0]:
+        written.append(_plot_scatter(out / "scatter_test.png", data, scatter[0]))
+    if data.held_out:
+        written.append(_plot_bars(out / "baselines_test.png", data))
+    curves = fitness_curves(data.individuals, population)
+    note = scatter[1] if scatter is not None else None
+    summary = out / "summary.md"
+    summary.write_text(
+        summary_markdown(data, other_data, population, curves, note, [p.name for p in written])
+    )
+    written.append(summary)
+    return written
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _load_run(s: Session, run_id: int) -> RunData:
+    run = s.get(SearchRun, run_id)
+    if run is None:
+        lo, hi, count = s.execute(
+            select(func.min(SearchRun.id), func.max(SearchRun.id), func.count(SearchRun.id))
+        ).one()
+        known = f"existing run ids: {lo}-{hi} ({count} runs)" if count else "no search runs yet"
+        raise NotFoundError(f"unknown run {run_id}; {known}")
+    bench = s.get(Benchmark, run.benchmark_id)
+    assert bench is not None
+    best = s.get(Proxy, run.best_proxy_id) if run.best_proxy_id is not None else None
+    rows = s.execute(
+        select(
+            Individual.generation,
+            Individual.status,
+            Individual.fitness,
+            Individual.pruning_rule,
+            Individual.seconds,
+        )
+        .where(Individual.run_id == run_id)
+        .order_by(Individual.generation, Individual.slot)
+    ).all()
+    data = RunData(run, bench, best, [tuple(r) for r in rows])  # type: ignore[misc]
+    data.held_out = _held_out(s, data)
+    return data
+
+
+def _held_out(s: Session, data: RunData) -> list[HeldOutRow]:
+    """The run's latest test-split correlations: its best proxy first, then the baselines."""
+    baselines = s.execute(
+        select(Proxy.id, Proxy.name, Proxy.expression).where(
+            Proxy.name.in_(BASELINE_NAMES) | Proxy.expression.in_(BASELINE_NAMES)
+        )
+    ).all()
+    labels = {pid: name or expr for pid, name, expr in baselines}
+    if data.best is not None:
+        labels[data.best.id] = f"best (run {data.run.id})"
+    rows = s.scalars(
+        select(Correlation)
+        .where(
+            Correlation.benchmark_id == data.bench.id,
+            Correlation.proxy_id.in_(list(labels)),
+            Correlation.split.like("test:%"),
+        )
+        .order_by(Correlation.computed_at.desc(), Correlation.id.desc())
+    ).all()
+    mine = [c for c in rows if (c.details or {}).get("run_id") == data.run.id]
+    if not mine:
+        return []
+    anchor = next((c for c in mine if data.best and c.proxy_id == data.best.id), mine[0])
+    latest: dict[int, Correlation] = {}
+    for c in mine:
+        if c.split == anchor.split and c.proxy_id not in latest:
+            latest[c.proxy_id] = c
+    rank = {name: i for i, name in enumerate(BASELINE_NAMES)}
+    order = sorted(
+        latest,
+        key=lambda pid: -1 if data.best and pid == data.best.id else rank.get(labels[pid], 99),
+    )
+    return [HeldOutRow(labels[pid], pid, latest[pid]) for pid in order]
+
+
+def _counterpart(s: Session, run: SearchRun) -> SearchRun | None:
+    """The run with the same benchmark, seed and configuration but ``rps`` flipped."""
+    want = {**run.config, "rps": not run.config.get("rps", True)}
+    candidates = s.scalars(
+        select(SearchRun)
+        .where(
+            SearchRun.benchmark_id == run.benchmark_id,
+            SearchRun.seed == run.seed,
+            SearchRun.id != run.id,
+        )
+        .order_by(SearchRun.id.desc())
+    ).all()
+    matching = [r for r in candidates if r.config == want]
+    completed = [r for r in matching if r.status == "completed"]
+    pick = completed or matching
+    return pick[0] if pick else None
+
+
+def _parse_split(label: str) -> SplitSpec | None:
+    """``test:sample50-seed0`` or ``test:first50`` -> the search split it is the complement of."""
+    if m := re.fullmatch(r"test:first(\d+)", label):
+        return SplitSpec("first", int(m[1]))
+    if m := re.fullmatch(r"test:sample(\d+)-seed(-?\d+)", label):
+        return SplitSpec("sample", int(m[1]), int(m[2]))
+    return None
+
+
+def _scatter_points(s: Session, data: RunData) -> tuple[list[tuple[float, float, int]], str] | None:
+    """(truth, mean score over seeds, n_layers) of the best proxy on the test split, and a note."""
+    best_row = next((h for h in data.held_out if data.best and h.proxy_id == data.best.id), None)
+    if best_row is None:
+        return None
+    c = best_row.correlation
+    spec = _parse_split(c.split)
+    if spec is None:
+        return [], f"the scatter is missing: split label {c.split!r} is not one this code reads"
+    archs = s.execute(
+        select(Architecture.id, Architecture.position, Architecture.n_layers).where(
+            Architecture.benchmark_id == data.bench.id
+        )
+    ).all()
+    test = set(split_positions([p for _, p, _ in archs], "test", spec))
+    layers = {a: n for a, p, n in archs if p in test}
+    truth = dict(
+        s.execute(
+            select(GroundTruth.architecture_id, GroundTruth.value).where(
+                GroundTruth.architecture_id.in_(list(layers)), GroundTruth.metric == c.metric
+            )
+        ).all()
+    )
+    seeds = list(c.seeds or [])
+    scores: dict[int, dict[int, float]] = {}
+    pairs = set(zip(seeds, c.batch_hashes or [], strict=False))
+    for arch_id, seed, digest, score in s.execute(
+        select(
+            Evaluation.architecture_id, Evaluation.seed, InputBatch.content_hash, Evaluation.score
+        )
+        .join(InputBatch, InputBatch.id == Evaluation.batch_id)
+        .where(
+            Evaluation.proxy_id == c.proxy_id,
+            Evaluation.architecture_id.in_(list(layers)),
+            Evaluation.builder == c.builder,
+            Evaluation.objective == c.objective,
+            Evaluation.seed.in_(seeds),
+            InputBatch.content_hash.in_(list(c.batch_hashes or [])),
+            Evaluation.status == "ok",
+        )
+    ).all():
+        # The correlation's i-th seed was computed on its i-th batch.
+        if score is not None and (seed, digest) in pairs:
+            scores.setdefault(arch_id, {})[seed] = score
+    points = [
+        (truth[a], statistics.fmean(scores[a].values()), layers[a])
+        for a in sorted(scores)
+        if a in truth and set(scores[a]) == set(seeds)
+    ]
+    note = (
+        f"{len(points)} of {len(layers)} test architectures have an ok score for every seed "
+        f"{seeds} (correlation n = {c.n})"
+    )
+    if not points:
+        note = f"the scatter is missing: no stored evaluations match correlation {c.id}; " + note
+    return points, note
+
+
+# ---------------------------------------------------------------------------- plotting
+
+
+def _plot_fitness(path: Path, data: RunData, other: RunData | None, population: int) -> Path:
+    curves = []
+    for rd in (data, other):
+        if rd is not None:
+            tag = f"run {rd.run.id} ({'RPS' if rd.run.config.get('rps', True) else 'no RPS'})"
+            curves.append(Curve(tag, *fitness_curves(rd.individuals, population)))
+    return plot_fitness(
+        path,
+        curves,
+        title=f"Run {data.run.id} on {data.bench.name}: population of {population}",
+        ylabel=f"fitness: {data.run.config.get('fitness', 'spearman')} on the search split",
+    )
+
+
+def _plot_scatter(path: Path, data: RunData, points: list[tuple[float, float, int]]) -> Path:
+    c = data.held_out[0].correlation
+    expression = data.best.expression if data.best else ""
+    short = expression if len(expression) <= 80 else expression[:77] + "..."
+    return plot_scatter(
+        path,
+        points,
+        title=f"Run {data.run.id}, {c.split}: spearman {fmt(c.spearman)}, kendall "
+        f"{fmt(c.kendall)}, n={len(points)}\n{short}",
+        xlabel=f"ground truth: {c.metric} ({data.bench.direction} is better)",
+        ylabel=f"best proxy score (mean over seeds {list(c.seeds)})",
+    )
+
+
+def _plot_bars(path: Path, data: RunData) -> Path:
+    rows = data.held_out
+    return plot_bars(
+        path,
+        [h.label for h in rows],
+        [h.correlation.kendall for h in rows],
+        [h.correlation.within_kendall for h in rows],
+        title=f"Run {data.run.id}, held-out {rows[0].correlation.split}",
+    )

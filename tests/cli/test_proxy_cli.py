@@ -1,0 +1,46 @@
+"""lpzq proxy: eval prints the figures with how they were obtained, next to trivial baselines."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_lpzq
+
+SMALL = ("--split", "search", "--search-size", "5", "--batch-size", "2", "--seq-len", "16")
+
+
+@pytest.mark.slow
+def test_eval_named_proxy_prints_provenance_and_baselines(cli_env: dict[str, str]) -> None:
+    out = run_lpzq("proxy", "eval", "lpzero-gpt2", "--bench", "gpt2-wt103", *SMALL, env=cli_env)
+    assert out.returncode == 0, out.stderr
+    assert "loaded the shipped benchmark 'gpt2-wt103'" in out.stdout
+    header = next(line for line in out.stdout.splitlines() if line.startswith("gpt2-wt103:"))
+    for part in ("search split", "n=5", "seeds [0]", "builder gpt2", "objective lm", "batch 2x16"):
+        assert part in header, (part, header)
+    for name in ("lpzero-gpt2", "params", "nonembedding_params", "n_layers", "layers_x_hidden"):
+        assert any(line.startswith(name) for line in out.stdout.splitlines()), name
+
+
+@pytest.mark.parametrize(
+    ("proxy", "extra", "expected"),
+    [
+        ("sum(sqaure(act), abs(head))", ["--higher-is-better"], "position 4: unknown operator"),
+        ("sum(abs(act), abs(head))", [], "--higher-is-better or --lower-is-better"),
+        ("synflo", [], "unknown proxy 'synflo'; give an expression or one of:"),
+    ],
+)
+def test_bad_proxies_are_one_line_errors(
+    cli_env: dict[str, str], proxy: str, extra: list[str], expected: str
+) -> None:
+    out = run_lpzq("proxy", "eval", proxy, *extra, "--bench", "gpt2-wt103", env=cli_env)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert expected in out.stderr
+
+
+def test_bad_builder_is_a_one_line_error(cli_env: dict[str, str]) -> None:
+    out = run_lpzq(
+        "proxy", "eval", "params", "--bench", "flexibert", "--builder", "tf", *SMALL, env=cli_env
+    )
+    assert out.returncode == 1
+    assert "unknown builder 'tf' for flexibert; valid: faithful, lpzero" in out.stderr
