@@ -55,8 +55,10 @@ class Settings(BaseModel):
     device: Device = "auto"
     # Threads per torch process; 0 lets torch decide.
     torch_threads: int = Field(default=0, ge=0)
-    # RAM for cached proxy inputs per process; evicted entries spill to <cache_dir>/inputs.
+    # RAM for cached proxy inputs (split over local processes); evictions spill to disk.
     input_cache_gb: float = Field(default=6.0, gt=0)
+    # Scoring processes of the embedded default, one torch thread each; 0 = one per core (max 4).
+    local_processes: int = Field(default=0, ge=0)
 
     @field_validator("database_url", "broker_url")
     @classmethod
@@ -69,6 +71,11 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'lpzq.sqlite3'}"
+
+    @property
+    def effective_local_processes(self) -> int:
+        """Scoring processes used in-process: the setting, or one per core up to 4."""
+        return self.local_processes or max(1, min(4, os.cpu_count() or 1))
 
     @property
     def embedded(self) -> bool:
@@ -86,6 +93,7 @@ class Settings(BaseModel):
             "device": self.device,
             "torch_threads": self.torch_threads,
             "input_cache_gb": self.input_cache_gb,
+            "local_processes": self.effective_local_processes,
         }
 
 

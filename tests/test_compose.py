@@ -57,3 +57,67 @@ def test_docker_compose_config_accepts_the_file() -> None:
         check=False,
     )
     assert out.returncode == 0, out.stderr
+
+
+def _services() -> dict[str, dict]:  # type: ignore[type-arg]
+    import yaml
+
+    return yaml.safe_load(COMPOSE.read_text())["services"]
+
+
+def test_gpu_workers_reserve_a_gpu_and_cpu_variants_do_not() -> None:
+    services = _services()
+    for name in ("proxy-worker", "train-worker"):
+        service = services[name]
+        assert service["profiles"] == ["gpu"], name
+        (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+        assert device["capabilities"] == ["gpu"] and device["driver"] == "nvidia"
+        assert service["command"][service["command"].index("--device") + 1] == "cuda"
+    for name in ("proxy-worker-cpu", "train-worker-cpu"):
+        service = services[name]
+        assert service["profiles"] == ["cpu"], name
+        assert "deploy" not in service
+        assert service["command"][service["command"].index("--device") + 1] == "cpu"
+
+
+def test_workers_consume_their_own_queue_after_migration_and_healthy_services() -> None:
+    services = _services()
+    queues = {}
+    for name, service in services.items():
+        command = service.get("command", [])
+        if command[:2] != ["lpzq", "worker"]:
+            continue
+        queues[name] = command[command.index("--queues") + 1]
+        assert service["depends_on"] == {
+            "migrate": {"condition": "service_completed_successfully"},
+            "postgres": {"condition": "service_healthy"},
+            "redis": {"condition": "service_healthy"},
+        }, name
+        assert service["healthcheck"]["test"] == ["CMD", "lpzq", "worker", "--check"]
+        env = service["environment"]
+        assert env["LPZQ_BROKER_URL"].startswith("redis://redis:")
+        assert "@postgres:5432/" in env["LPZQ_DATABASE_URL"]
+        assert env["LPZQ_TORCH_THREADS"].startswith("${LPZQ_TORCH_THREADS:-1")
+    assert queues == {
+        "proxy-worker": "proxy",
+        "train-worker": "train",
+        "proxy-worker-cpu": "proxy",
+        "train-worker-cpu": "train",
+    }
+    # Services without a profile are exactly what a plain `docker compose up` starts.
+    assert {n for n, s in services.items() if "profiles" not in s} == {
+        "postgres",
+        "redis",
+        "migrate",
+    }
+    assert services["migrate"]["healthcheck"] == {"disable": True}
+
+
+def test_worker_image_has_a_health_check_and_entry_point() -> None:
+    dockerfile = (REPO_ROOT / "workers" / "Dockerfile").read_text()
+    assert "HEALTHCHECK" in dockerfile and '"lpzq", "worker", "--check"' in dockerfile
+    assert "ARG TORCH_INDEX" in dockerfile
+    entrypoint = REPO_ROOT / "workers" / "entrypoint.sh"
+    assert entrypoint.stat().st_mode & 0o111
+    out = subprocess.run(["sh", "-n", str(entrypoint)], capture_output=True, check=False)
+    assert out.returncode == 0, out.stderr

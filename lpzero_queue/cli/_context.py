@@ -49,12 +49,15 @@ class Runtime:
     def executor(self) -> Executor:
         """The in-process executor on the embedded default; Celery when a broker is set."""
         if self.settings.broker_url:
-            raise StorageError("Celery execution is not available yet; unset LPZQ_BROKER_URL")
+            from lpzero_queue.execution.celery_executor import CeleryExecutor
+
+            return CeleryExecutor(self.settings, self.sessions)
         from lpzero_queue.execution.local import LocalExecutor
 
         return LocalExecutor(
             cache_bytes=int(self.settings.input_cache_gb * 2**30),
             spill_dir=self.settings.cache_dir / "inputs",
+            processes=self.settings.effective_local_processes,
         )
 
     @property

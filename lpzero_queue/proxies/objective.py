@@ -65,10 +65,22 @@ def forward_loss(model: nn.Module, batch: InputBatch, *, objective: str, seed: i
     if objective == "ones":
         hidden = model(batch.input_ids, batch.attention_mask)  # (B, T, H)
         return hidden.sum()
+    import torch.nn.functional as F
+
     from lpzero_queue.benchmarks.batches import mlm_mask
     from lpzero_queue.benchmarks.flexibert import FlexiBertForMaskedLM
 
     ids, labels = mlm_mask(batch, seed=seed)
-    _, loss = FlexiBertForMaskedLM(model, seed=seed)(ids, batch.attention_mask, labels)  # type: ignore[arg-type]
-    assert loss is not None
-    return loss
+    picked = labels != -100  # (B, T)
+    if not bool(picked.any()):
+        # A tiny batch may draw no masked token; predict the first real token instead.
+        picked[0, 1] = True
+        labels = labels.clone()
+        labels[0, 1] = batch.input_ids[0, 1]
+    head = FlexiBertForMaskedLM(model, seed=seed)  # type: ignore[arg-type]
+    hidden = model(ids, batch.attention_mask)  # (B, T, H)
+    # Same loss as FlexiBertForMaskedLM.forward, but the vocabulary projection is computed only
+    # at the masked positions (15% of tokens), not for every token: about 3x cheaper.
+    h = head.norm(head.act(head.dense(hidden[picked])))  # (M, 128)
+    logits = F.linear(h, head.model.embeddings.word.weight, head.bias)  # (M, V)
+    return F.cross_entropy(logits, labels[picked])

@@ -1,0 +1,357 @@
+"""Distributed execution: units go to Celery workers; the database is the record and the barrier.
+
+``run(units)`` upserts one ``work_units`` row per unit (the unique ``unit_key`` is the sha256 of
+the unit's canonical JSON, so the same work is one row), sends ``lpzq.score_unit`` for every row
+not yet done, then polls the database until every row is ``done`` or ``failed``, yielding each unit
+as soon as its row is done. No chords and no result backend: a lost message or a dead worker only
+delays a row, and the poll loop re-dispatches it:
+
+* a ``running`` row whose lease expired (its worker died) is sent again while attempts remain,
+  and marked ``failed`` when they are exhausted;
+* a ``pending`` row is sent again to the shared queue when none of the run's rows has moved for
+  ``pickup_timeout_s`` (its message was lost, e.g. by a Redis restart, or its worker's own queue
+  has no consumer any more), waiting twice as long before each further re-send.
+
+Duplicate messages are harmless: a task leases its row before computing and returns at once when
+the row is done or leased by someone else.
+
+Shard affinity: once a worker has completed a unit, later units over the same architectures, seed
+and input setup are sent to that worker's own queue (Celery's ``worker_direct``) so they find its
+input cache warm. Re-sends always go to the shared ``proxy`` queue, so a vanished worker costs at
+most ``pickup_timeout_s``. The affinity map lives in the executor: a search that reuses one
+executor over its generations benefits; a fresh process starts cold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from lpzero_queue.config import Settings, mask_url
+from lpzero_queue.errors import LpzqError
+from lpzero_queue.execution.celery_app import (
+    QUEUE_PROXY,
+    TASK_SCORE_UNIT,
+    CeleryOptions,
+    check_broker,
+    make_celery,
+)
+from lpzero_queue.execution.tasks import DEFAULT_LEASE_S, db_now
+from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
+from lpzero_queue.storage import WorkUnitRow, transaction
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 500  # ids per IN (...) query: one query per chunk, never one per row
+
+
+def unit_key(unit: WorkUnit) -> str:
+    """sha256 of the unit's canonical JSON: the idempotency key of its ``work_units`` row."""
+    text = json.dumps(unit.to_payload(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def shard_key(unit: WorkUnit) -> str:
+    """What decides a worker's cached inputs: setup, seed and the architectures of the shard."""
+    ident = [vars(unit.setup), unit.seed, sorted(a.id for a in unit.archs)]
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def failed_rows(unit: WorkUnit, error: str) -> list[ScoreRow]:
+    """One row per (architecture, proxy) of a failed unit: ``timeout`` or ``error``, no score."""
+    status = "timeout" if error.startswith("timeout") else "error"
+    proxies = [*unit.expressions, *unit.baselines]
+    return [ScoreRow(a.id, p, None, status, error) for a in unit.archs for p in proxies]
+
+
+@dataclass
+class _Track:
+    units: list[WorkUnit]
+    key: str
+    sent_at: float | None = None  # monotonic time of the last dispatch
+    resends: int = 0
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class CeleryExecutor:
+    """Runs units on Celery workers with exactly-once results kept in the database.
+
+    Args:
+        settings: needs ``broker_url``; ``effective_database_url`` travels with each task (a
+            worker with its own ``LPZQ_DATABASE_URL`` uses that instead, e.g. inside compose).
+        sessions: the coordinator's session factory on the same database.
+        options: Celery options (time limits, key prefix); must match the workers'.
+        lease_s: lease length; workers renew it every third of it while computing.
+        poll_s: seconds between polls of the database.
+        pickup_timeout_s: a pending row not picked up within this is sent again.
+        max_attempts: cap on leases per unit (a unit that always kills its worker stops here).
+        broker_down_s: give up (LpzqError) when the broker cannot be reached this long.
+        timeout_s: give up when the whole run takes longer; None waits forever.
+        affinity: route a shard back to the worker that last completed it.
+    """
+
+    name = "celery"
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        *,
+        options: CeleryOptions | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        poll_s: float = 0.5,
+        pickup_timeout_s: float = 120.0,
+        max_attempts: int = 3,
+        broker_down_s: float = 120.0,
+        timeout_s: float | None = None,
+        affinity: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.app = make_celery(settings, options)
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.pickup_timeout_s = pickup_timeout_s
+        self.max_attempts = max_attempts
+        self.broker_down_s = broker_down_s
+        self.timeout_s = timeout_s
+        self.affinity = affinity
+        self.affine: dict[str, str] = {}  # shard_key -> nodename of the last worker done with it
+        self.dispatched = 0  # messages sent by this executor (tests and benchmarks read it)
+
+    @property
+    def _engine(self) -> Engine:
+        bind = self.sessions.kw["bind"]
+        assert isinstance(bind, Engine)
+        return bind
+
+    def check_broker(self) -> None:
+        """Open one broker connection; LpzqError naming the masked URL when it fails."""
+        check_broker(self.app)
+
+    def run(self, units: Sequence[WorkUnit]) -> Iterator[tuple[WorkUnit, list[ScoreRow]]]:
+        """Dispatch ``units`` and yield each with its rows as soon as its row is done."""
+        if not units:
+            return
+        self.check_broker()
+        tracks = self._upsert(units)
+        started = time.monotonic()
+        broker_ok_at = started
+        pending = set(tracks)
+        last_seen: dict[int, tuple[str, int]] = {}
+        progress_at = started
+        while pending:
+            snapshot = self._snapshot(sorted(pending))
+            now = time.monotonic()
+            seen = {i: (s["status"], s["attempts"]) for i, s in snapshot.items()}
+            live = any(s["status"] == "running" and not s["expired"] for s in snapshot.values())
+            if live or seen != last_seen:
+                progress_at = now
+            last_seen = seen
+            finished = [i for i, s in snapshot.items() if s["status"] in ("done", "failed")]
+            for unit_id, rows in self._results(finished, tracks):
+                pending.discard(unit_id)
+                for unit in tracks[unit_id].units:
+                    yield unit, rows
+            if not pending:
+                break
+            stalled = now - progress_at > self.pickup_timeout_s
+            give_up, send = self._plan(snapshot, pending, tracks, now, stalled=stalled)
+            self._give_up(give_up)
+            if self._dispatch(send, tracks):
+                broker_ok_at = now
+            elif now - broker_ok_at > self.broker_down_s:
+                url = mask_url(self.settings.broker_url or "")
+                raise LpzqError(f"cannot reach broker {url} for {self.broker_down_s:.0f} s")
+            if self.timeout_s is not None and now - started > self.timeout_s:
+                raise LpzqError(
+                    f"{len(pending)} of {len(tracks)} units not done after {self.timeout_s:.0f} s"
+                )
+            if not finished:
+                time.sleep(self.poll_s)
+
+    def _plan(
+        self,
+        snapshot: dict[int, dict[str, Any]],
+        pending: set[int],
+        tracks: dict[int, _Track],
+        now: float,
+        *,
+        stalled: bool,
+    ) -> tuple[list[int], list[int]]:
+        """Rows to fail (attempts exhausted) and rows to (re-)send this round.
+
+        A pending row is re-sent only when none of this run's rows has moved for
+        ``pickup_timeout_s`` (``stalled``): while workers make progress, a pending row is most
+        likely just waiting in the queue, and re-sending it would only add duplicates.
+        """
+        give_up, send = [], []
+        for unit_id in sorted(pending):
+            row, track = snapshot[unit_id], tracks[unit_id]
+            since = None if track.sent_at is None else now - track.sent_at
+            if row["status"] == "running" and row["expired"]:
+                if row["attempts"] >= row["max_attempts"]:
+                    give_up.append(unit_id)
+                elif since is None or since > self.lease_s:
+                    send.append(unit_id)
+            elif row["status"] == "pending":
+                wait = self.pickup_timeout_s * 2 ** min(track.resends, 4)
+                if since is None or (stalled and since > wait):
+                    send.append(unit_id)
+        return give_up, send
+
+    # -- database ------------------------------------------------------------------------------
+
+    def _upsert(self, units: Sequence[WorkUnit]) -> dict[int, _Track]:
+        """One row per distinct unit (INSERT ... ON CONFLICT DO NOTHING); failed rows reopen."""
+        by_key: dict[str, list[WorkUnit]] = {}
+        payloads: dict[str, dict[str, Any]] = {}
+        for unit in units:
+            key = unit_key(unit)
+            by_key.setdefault(key, []).append(unit)
+            payloads.setdefault(key, unit.to_payload())
+        label = f"proxy:{uuid.uuid4().hex[:16]}"
+        dialect = self._engine.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        t = WorkUnitRow
+        tracks: dict[int, _Track] = {}
+        with transaction(self.sessions) as s:
+            for keys in _chunks(list(by_key)):
+                values = [
+                    {
+                        "unit_key": k,
+                        "kind": "proxy",
+                        "payload": payloads[k],
+                        "batch_label": label,
+                        "status": "pending",
+                        "attempts": 0,
+                        "max_attempts": self.max_attempts,
+                    }
+                    for k in keys
+                ]
+                s.execute(
+                    insert(t).values(values).on_conflict_do_nothing(index_elements=["unit_key"])
+                )
+                # A new request gives units that failed before a fresh set of attempts.
+                s.execute(
+                    update(t)
+                    .where(t.unit_key.in_(keys), t.status == "failed")
+                    .values(
+                        status="pending", attempts=0, error=None, max_attempts=self.max_attempts
+                    )
+                )
+                for unit_id, key in s.execute(select(t.id, t.unit_key).where(t.unit_key.in_(keys))):
+                    tracks[unit_id] = _Track(units=by_key[key], key=key)
+        return tracks
+
+    def _snapshot(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        t = WorkUnitRow
+        out: dict[int, dict[str, Any]] = {}
+        with self._engine.connect() as conn:
+            now = db_now(conn)
+            for chunk in _chunks(ids):
+                query = select(
+                    t.id, t.status, t.attempts, t.max_attempts, t.lease_expires_at < now
+                ).where(t.id.in_(chunk))
+                for unit_id, status, attempts, max_attempts, expired in conn.execute(query):
+                    out[unit_id] = {
+                        "status": status,
+                        "attempts": attempts,
+                        "max_attempts": max_attempts,
+                        "expired": bool(expired),
+                    }
+        return out
+
+    def _results(
+        self, ids: Sequence[int], tracks: dict[int, _Track]
+    ) -> Iterator[tuple[int, list[ScoreRow]]]:
+        t = WorkUnitRow
+        with self._engine.connect() as conn:
+            fetched = [
+                row
+                for chunk in _chunks(sorted(ids))
+                for row in conn.execute(
+                    select(t.id, t.status, t.worker, t.result, t.error).where(t.id.in_(chunk))
+                )
+            ]
+        for unit_id, status, worker, result, error in fetched:
+            unit = tracks[unit_id].units[0]
+            if status == "done" and result is not None:
+                if worker:
+                    self.affine[shard_key(unit)] = worker
+                yield unit_id, [ScoreRow(**r) for r in result["rows"]]
+            else:
+                yield unit_id, failed_rows(unit, error or "failed without an error message")
+
+    def _give_up(self, ids: Sequence[int]) -> None:
+        """Fail rows whose last lease expired with no attempts left (their workers died)."""
+        if not ids:
+            return
+        t = WorkUnitRow
+        with self._engine.begin() as conn:
+            now = db_now(conn)
+            conn.execute(
+                update(t)
+                .where(
+                    t.id.in_(ids),
+                    t.status == "running",
+                    t.lease_expires_at < now,
+                    t.attempts >= t.max_attempts,
+                )
+                .values(
+                    status="failed",
+                    lease_expires_at=None,
+                    error=f"gave up: the worker holding the lease stopped renewing it, "
+                    f"{self.max_attempts} attempts used",
+                )
+            )
+
+    # -- broker --------------------------------------------------------------------------------
+
+    def _dispatch(self, ids: Sequence[int], tracks: dict[int, _Track]) -> bool:
+        """Send a task per id; False when the broker refused (they are retried next poll)."""
+        url = self.settings.effective_database_url
+        for unit_id in ids:
+            track = tracks[unit_id]
+            queue: Any = QUEUE_PROXY
+            node = self.affine.get(shard_key(track.units[0])) if self.affinity else None
+            if node and track.sent_at is None:
+                from celery.utils.nodenames import worker_direct
+
+                queue = worker_direct(node)
+            try:
+                self.app.send_task(
+                    TASK_SCORE_UNIT,
+                    args=[unit_id, url],
+                    kwargs={"lease_s": self.lease_s, "unit_key": track.key},
+                    queue=queue,
+                    retry=True,
+                    retry_policy={
+                        "max_retries": 2,
+                        "interval_start": 0.5,
+                        "interval_step": 1.0,
+                        "interval_max": 2.0,
+                    },
+                )
+            except Exception as exc:  # kombu OperationalError and friends: broker unreachable
+                log.warning("cannot send unit %d: %s; retrying at the next poll", unit_id, exc)
+                return False
+            if track.sent_at is not None:
+                track.resends += 1
+            track.sent_at = time.monotonic()
+            self.dispatched += 1
+        return True

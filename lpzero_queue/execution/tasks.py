@@ -1,0 +1,353 @@
+"""The worker side of distributed scoring: lease a ``work_units`` row, compute, record once.
+
+The task body is a plain function (:func:`execute_unit`) so it can be tested without Celery.
+Exactly-once comes from the database, not the broker: a worker *leases* a row with one
+conditional UPDATE (pending, or running with an expired lease, and attempts below the cap),
+renews the lease from a heartbeat thread while it computes, and writes the result and ``done`` in
+one transaction only while it still holds the lease. ``(worker, attempts)`` is the fencing token:
+a worker whose lease was taken over cannot overwrite the new holder's row.
+
+Nothing here imports torch at module level: the worker's parent process imports this module,
+and CUDA must only ever be initialised in the forked children.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import Connection, Engine, func, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from lpzero_queue.storage import WorkUnitRow, make_engine
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from lpzero_queue.config import Settings
+    from lpzero_queue.proxies.cache import InputCache
+
+log = logging.getLogger(__name__)
+
+# Seconds a lease lasts unless renewed; the heartbeat renews it every third of that.
+DEFAULT_LEASE_S = 60.0
+# Test hook (not an LPZQ_ setting, which would be rejected): sleep this long inside the lease
+# before computing, so crash tests can kill a worker mid-task.
+TEST_SLEEP_ENV = "LPZERO_QUEUE_TEST_TASK_SLEEP"
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+T = TypeVar("T")
+
+_engines: dict[str, Engine] = {}
+_state: dict[str, Any] = {"settings": None, "cache": None, "device": "cpu"}
+
+
+def configure_worker_process(settings: Settings, device: str) -> None:
+    """Prepare a freshly forked worker child: torch threads, device, warm input cache.
+
+    Called from Celery's ``worker_process_init`` signal, i.e. only in the child, never in the
+    parent: this is where torch (and CUDA) are first imported.
+    """
+    import torch
+
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    resolved = device
+    if device == "auto":
+        resolved = "cuda" if torch.cuda.is_available() else "cpu"
+    if resolved == "cuda":
+        torch.cuda.set_device(0)
+    _engines.clear()  # never reuse connections inherited across fork
+    _state.update(settings=settings, device=resolved, cache=None)
+    log.info(
+        "worker child %d ready: device %s, torch threads %d",
+        os.getpid(),
+        resolved,
+        torch.get_num_threads(),
+    )
+
+
+def worker_cache() -> InputCache:
+    """This process's warm input cache, created on first use."""
+    if _state["cache"] is None:
+        from lpzero_queue.config import load_settings
+        from lpzero_queue.proxies.cache import InputCache
+
+        settings = _state["settings"] or load_settings()
+        _state["cache"] = InputCache(
+            max_bytes=int(settings.input_cache_gb * 2**30),
+            spill_dir=settings.cache_dir / "inputs",
+        )
+    cache: InputCache = _state["cache"]
+    return cache
+
+
+def _engine(url: str) -> Engine:
+    if url not in _engines:
+        _engines[url] = make_engine(url)
+    return _engines[url]
+
+
+def db_now(conn: Connection) -> dt.datetime:
+    """The clock leases use: the database's on PostgreSQL (not the workers'), UTC on SQLite."""
+    if conn.dialect.name == "postgresql":
+        value: dt.datetime = conn.scalar(select(func.now()))  # type: ignore[assignment]
+        return value
+    return dt.datetime.now(dt.UTC)
+
+
+def with_db_retries(fn: Callable[[], T], *, tries: int = 6, base_s: float = 0.5) -> T:
+    """Call ``fn``, retrying transient database errors with exponential backoff and jitter."""
+    for attempt in range(tries):
+        try:
+            return fn()
+        except TRANSIENT_DB_ERRORS:
+            if attempt == tries - 1:
+                raise
+            delay = min(30.0, base_s * 2**attempt) * (0.5 + random.random())
+            log.warning("transient database error; retrying in %.1f s", delay, exc_info=True)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def lease_unit(
+    engine: Engine, unit_id: int, worker: str, lease_s: float, unit_key: str | None = None
+) -> int | None:
+    """Take the lease of a row atomically; the new attempt number, or None when not leased.
+
+    ``unit_key``, when given, must match too: a message meant for another database finds no row.
+    """
+    t = WorkUnitRow
+    same_key = t.unit_key == unit_key if unit_key else t.id == unit_id
+    with engine.begin() as conn:
+        now = db_now(conn)
+        result = conn.execute(
+            update(t)
+            .where(
+                t.id == unit_id,
+                same_key,
+                or_(t.status == "pending", (t.status == "running") & (t.lease_expires_at < now)),
+                t.attempts < t.max_attempts,
+            )
+            .values(
+                status="running",
+                attempts=t.attempts + 1,
+                worker=worker,
+                lease_expires_at=now + dt.timedelta(seconds=lease_s),
+                heartbeat_at=now,
+                error=None,
+            )
+        )
+        if result.rowcount != 1:
+            return None
+        attempts: int = conn.scalar(select(t.attempts).where(t.id == unit_id))  # type: ignore[assignment]
+        return attempts
+
+
+def _not_leased(engine: Engine, unit_id: int, unit_key: str | None) -> str:
+    """Why a row could not be leased; marks it failed when its attempts are exhausted."""
+    t = WorkUnitRow
+    same_key = t.unit_key == unit_key if unit_key else t.id == unit_id
+    with engine.begin() as conn:
+        now = db_now(conn)
+        row = conn.execute(
+            select(t.status, t.attempts, t.max_attempts, t.worker).where(t.id == unit_id, same_key)
+        ).one_or_none()
+        if row is None:
+            return "missing"
+        if row.status in ("done", "failed"):
+            return row.status
+        gave_up = conn.execute(
+            update(t)
+            .where(
+                t.id == unit_id,
+                or_(t.status == "pending", (t.status == "running") & (t.lease_expires_at < now)),
+                t.attempts >= t.max_attempts,
+            )
+            .values(
+                status="failed",
+                lease_expires_at=None,
+                error=f"gave up after {row.attempts} attempts (last worker {row.worker})",
+            )
+        )
+        return "failed" if gave_up.rowcount == 1 else "busy"
+
+
+class _Heartbeat(threading.Thread):
+    """Renews a lease every ``lease_s / 3`` seconds while the unit computes."""
+
+    def __init__(self, engine: Engine, unit_id: int, worker: str, attempt: int, lease_s: float):
+        super().__init__(name=f"lpzq-heartbeat-{unit_id}", daemon=True)
+        self.engine, self.unit_id, self.worker, self.attempt = engine, unit_id, worker, attempt
+        self.lease_s = lease_s
+        self.stopped = threading.Event()
+        self.lost = threading.Event()
+
+    def run(self) -> None:
+        t = WorkUnitRow
+        while not self.stopped.wait(self.lease_s / 3):
+            try:
+                with self.engine.begin() as conn:
+                    now = db_now(conn)
+                    renewed = conn.execute(
+                        update(t)
+                        .where(
+                            t.id == self.unit_id,
+                            t.status == "running",
+                            t.worker == self.worker,
+                            t.attempts == self.attempt,
+                        )
+                        .values(
+                            lease_expires_at=now + dt.timedelta(seconds=self.lease_s),
+                            heartbeat_at=now,
+                        )
+                    )
+                if renewed.rowcount != 1:
+                    log.warning("unit %d: lease lost (attempt %d)", self.unit_id, self.attempt)
+                    self.lost.set()
+                    return
+            except TRANSIENT_DB_ERRORS:
+                log.warning("unit %d: heartbeat failed; will retry", self.unit_id, exc_info=True)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=10)
+
+
+def _finish(
+    engine: Engine,
+    unit_id: int,
+    worker: str,
+    attempt: int,
+    *,
+    result: dict[str, Any] | None,
+    error: str | None,
+) -> str:
+    """Record the outcome in one transaction, only while holding the lease."""
+    t = WorkUnitRow
+
+    def write() -> str:
+        with engine.begin() as conn:
+            now = db_now(conn)
+            written = conn.execute(
+                update(t)
+                .where(
+                    t.id == unit_id,
+                    t.status == "running",
+                    t.worker == worker,
+                    t.attempts == attempt,
+                )
+                .values(
+                    status="done" if error is None else "failed",
+                    result=result,
+                    error=error,
+                    lease_expires_at=None,
+                    heartbeat_at=now,
+                )
+            )
+            if written.rowcount == 1:
+                return "done" if error is None else "failed"
+            # Another worker took the lease over; whatever it records is the one result.
+            return "superseded"
+
+    return with_db_retries(write)
+
+
+def execute_unit(
+    unit_id: int,
+    database_url: str,
+    *,
+    worker: str,
+    lease_s: float = DEFAULT_LEASE_S,
+    unit_key: str | None = None,
+    soft_time_limit_s: float | None = None,
+) -> str:
+    """Lease, score and record one unit; returns what happened.
+
+    Returns:
+        ``done`` or ``failed`` (this call recorded the outcome), ``superseded`` (the lease was
+        taken over while computing), or, without computing: ``busy`` (another worker holds a
+        live lease), ``missing``, or the row's terminal status (idempotent redelivery).
+
+    Raises:
+        OperationalError | InterfaceError: the database was unreachable before leasing; the
+            Celery task retries these with backoff.
+    """
+    from lpzero_queue.proxies.scoring import WorkUnit, score_unit
+
+    engine = _engine(database_url)
+    attempt = lease_unit(engine, unit_id, worker, lease_s, unit_key)
+    if attempt is None:
+        outcome = _not_leased(engine, unit_id, unit_key)
+        log.info("unit %d not leased: %s", unit_id, outcome)
+        return outcome
+    with engine.connect() as conn:
+        payload: dict[str, Any] = conn.execute(
+            select(WorkUnitRow.payload).where(WorkUnitRow.id == unit_id)
+        ).scalar_one()
+    heartbeat = _Heartbeat(engine, unit_id, worker, attempt, lease_s)
+    heartbeat.start()
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    started = time.perf_counter()
+    try:
+        sleep_s = float(os.environ.get(TEST_SLEEP_ENV) or 0)
+        if sleep_s:
+            time.sleep(sleep_s)
+        rows = score_unit(WorkUnit.from_payload(payload), worker_cache())
+        seconds = time.perf_counter() - started
+        result = {"rows": [asdict(r) for r in rows], "seconds": seconds, "worker": worker}
+    except SoftTimeLimitExceeded:
+        error = f"timeout after {soft_time_limit_s or round(time.perf_counter() - started)} s"
+    except Exception as exc:  # a deterministic failure is a result: store it, do not retry
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        heartbeat.stop()
+    outcome = _finish(engine, unit_id, worker, attempt, result=result, error=error)
+    log.info("unit %d attempt %d: %s", unit_id, attempt, outcome)
+    return outcome
+
+
+def register_tasks(app: Celery) -> None:
+    """Register the lpzq tasks on ``app`` (called by :func:`make_celery`)."""
+
+    @app.task(
+        name="lpzq.score_unit",
+        bind=True,
+        autoretry_for=TRANSIENT_DB_ERRORS,
+        retry_backoff=2,
+        retry_backoff_max=60,
+        retry_jitter=True,
+        max_retries=8,
+        ignore_result=True,
+    )
+    def score_unit_task(
+        self: Any,
+        unit_id: int,
+        database_url: str,
+        lease_s: float = DEFAULT_LEASE_S,
+        unit_key: str | None = None,
+    ) -> str:
+        """Score work unit ``unit_id`` of the database at ``database_url``.
+
+        A worker with its own ``LPZQ_DATABASE_URL`` uses that (inside compose the coordinator's
+        ``127.0.0.1`` URL means nothing); ``unit_key`` then guards against a different database.
+        """
+        settings = _state["settings"]
+        own_url = settings.database_url if settings is not None else None
+        return execute_unit(
+            unit_id,
+            own_url or database_url,
+            worker=self.request.hostname or f"pid-{os.getpid()}",
+            lease_s=lease_s,
+            unit_key=unit_key,
+            soft_time_limit_s=self.soft_time_limit or app.conf.task_soft_time_limit,
+        )
