@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from lpzero_queue.proxies.report import Report
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -41,3 +44,45 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 3
 def echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 3) -> None:
     """Print :func:`table`."""
     typer.echo(table(headers, rows, digits))
+
+
+def echo_report(report: Report, labels: dict[str, str] | None = None) -> None:
+    """Print a correlation report: how it was obtained, then one row per proxy.
+
+    Args:
+        labels: replacement labels by proxy text (e.g. "best (searched)").
+    """
+    setup = report.setup
+    hashes = ", ".join(h[:12] for h in report.batch_hashes)
+    where = (
+        "all architectures"
+        if report.split == "all"
+        else f"{report.split} split (search split {report.search_split})"
+    )
+    typer.echo(
+        f"{report.benchmark}: {where}, n={report.n_archs}; seeds {list(report.seeds)}; "
+        f"builder {setup.builder}; objective {setup.objective}; "
+        f"batch {setup.batch_size}x{setup.seq_len} [{hashes}]"
+    )
+    labels = labels or {}
+    rows = [
+        [
+            labels.get(r.proxy.text, r.proxy.label),
+            r.proxy.direction,
+            r.n,
+            r.spearman,
+            r.kendall,
+            r.within_kendall,
+            r.top10_overlap,
+            r.failed,
+        ]
+        for r in report.rows
+    ]
+    echo_table(
+        ["proxy", "direction", "n", "spearman", "kendall", "within_kendall", "top10", "failed"],
+        rows,
+    )
+    typer.echo(
+        "Correlations are oriented so that positive means the proxy ranks architectures like "
+        "their trained quality; within_kendall is the mean Kendall tau inside depth groups."
+    )

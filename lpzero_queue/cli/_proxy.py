@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 import typer
 
-from lpzero_queue.cli._output import echo_table
+from lpzero_queue.cli._output import echo_report
 from lpzero_queue.errors import LpzqError
 
 if TYPE_CHECKING:
@@ -82,38 +82,7 @@ def _run(
             executor=rt.executor(),
             progress=advance,
         )
-    hashes = ", ".join(h[:12] for h in report.batch_hashes)
-    where = (
-        "all architectures"
-        if split == "all"
-        else f"{split} split (search split {report.search_split})"
-    )
-    typer.echo(
-        f"{report.benchmark}: {where}, n={report.n_archs}; seeds {list(report.seeds)}; "
-        f"builder {setup.builder}; objective {setup.objective}; "
-        f"batch {setup.batch_size}x{setup.seq_len} [{hashes}]"
-    )
-    rows = [
-        [
-            r.proxy.label,
-            r.proxy.direction,
-            r.n,
-            r.spearman,
-            r.kendall,
-            r.within_kendall,
-            r.top10_overlap,
-            r.failed,
-        ]
-        for r in report.rows
-    ]
-    echo_table(
-        ["proxy", "direction", "n", "spearman", "kendall", "within_kendall", "top10", "failed"],
-        rows,
-    )
-    typer.echo(
-        "Correlations are oriented so that positive means the proxy ranks architectures like "
-        "their trained quality; within_kendall is the mean Kendall tau inside depth groups."
-    )
+    echo_report(report)
 
 
 COMMON = {

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from lpzero_queue.cli._output import echo_table
+from lpzero_queue.cli._output import echo_report, echo_table
 from lpzero_queue.errors import LpzqError
 
 if TYPE_CHECKING:
@@ -53,29 +53,7 @@ def _finish(rt: Runtime, run_id: int) -> None:
         f"run {run_id} best (search-split {ctx.config.fitness} "
         f"{summary['best_fitness']:+.4f}): {summary['best']}"
     )
-    typer.echo(
-        f"{report.benchmark}: test split (search split {report.search_split}), "
-        f"n={report.n_archs}; seed {ctx.config.seed}; builder {ctx.setup.builder}; "
-        f"objective {ctx.setup.objective}; batch {ctx.setup.batch_size}x{ctx.setup.seq_len} "
-        f"[{report.batch_hashes[0][:12]}]"
-    )
-    rows = [
-        [
-            "best (searched)" if r.proxy.text == summary["best"] else r.proxy.label,
-            r.proxy.direction,
-            r.n,
-            r.spearman,
-            r.kendall,
-            r.within_kendall,
-            r.top10_overlap,
-            r.failed,
-        ]
-        for r in report.rows
-    ]
-    echo_table(
-        ["proxy", "direction", "n", "spearman", "kendall", "within_kendall", "top10", "failed"],
-        rows,
-    )
+    echo_report(report, {summary["best"]: "best (searched)"})
 
 
 def _execute(rt: Runtime, run_id: int) -> None:

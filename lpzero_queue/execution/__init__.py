@@ -6,8 +6,9 @@ Exports are resolved lazily: the worker's parent process imports ``execution.cel
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from lpzero_queue._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from lpzero_queue.execution.base import Executor
@@ -17,15 +18,13 @@ if TYPE_CHECKING:
 
 __all__ = ["CeleryExecutor", "Executor", "LocalExecutor", "make_celery"]
 
-_HOMES = {
-    "CeleryExecutor": "lpzero_queue.execution.celery_executor",
-    "Executor": "lpzero_queue.execution.base",
-    "LocalExecutor": "lpzero_queue.execution.local",
-    "make_celery": "lpzero_queue.execution.celery_app",
-}
-
-
-def __getattr__(name: str) -> object:
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        "CeleryExecutor": "celery_executor",
+        "Executor": "base",
+        "LocalExecutor": "local",
+        "make_celery": "celery_app",
+    },
+    globals(),
+)
