@@ -302,7 +302,7 @@ def execute_unit(
         sleep_s = float(os.environ.get(TEST_SLEEP_ENV) or 0)
         if sleep_s:
             time.sleep(sleep_s)
-        rows = score_unit(WorkUnit.from_payload(payload), worker_cache())
+        rows = score_unit(WorkUnit.from_payload(payload), worker_cache(), _state["device"])
         seconds = time.perf_counter() - started
         result = {"rows": [asdict(r) for r in rows], "seconds": seconds, "worker": worker}
     except SoftTimeLimitExceeded:

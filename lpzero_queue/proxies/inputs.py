@@ -264,6 +264,7 @@ def compute_inputs(
     batch: InputBatch,
     objective: str | None = None,
     dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
 ) -> ProxyInputs:
     """Build one architecture, run it once forward and backward, and return its six inputs.
 
@@ -279,6 +280,8 @@ def compute_inputs(
         batch: Input batch of the same space.
         objective: Objective name, or None for the space's default.
         dtype: Storage dtype: float32 (default), float16 or bfloat16.
+        device: Where the model runs and the inputs stay ("cpu" or "cuda"). Weights are drawn on
+            the CPU from the seeded generator first, so every device starts from the same model.
 
     Returns:
         The inputs with their key and the wall time spent.
@@ -292,6 +295,13 @@ def compute_inputs(
     started = time.perf_counter()
     key = inputs_key(space, config, builder=builder, seed=seed, batch=batch, objective=objective)
     model = build_model(space, config, builder=key.builder, seed=seed)
+    if device != "cpu":
+        model = model.to(device)
+        batch = dataclasses.replace(
+            batch,
+            input_ids=batch.input_ids.to(device),
+            attention_mask=batch.attention_mask.to(device),
+        )
     try:
         tensors = extract_inputs(
             model,

@@ -7,6 +7,7 @@ GPT-2: ``lm`` (the next-token language-model loss of the adaptive softmax).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -70,7 +71,14 @@ def forward_loss(model: nn.Module, batch: InputBatch, *, objective: str, seed: i
     from lpzero_queue.benchmarks.batches import mlm_mask
     from lpzero_queue.benchmarks.flexibert import FlexiBertForMaskedLM
 
-    ids, labels = mlm_mask(batch, seed=seed)
+    # Masking draws from a CPU generator, so every device masks the same tokens.
+    cpu_batch = batch
+    if batch.input_ids.device.type != "cpu":
+        cpu_batch = dataclasses.replace(
+            batch, input_ids=batch.input_ids.cpu(), attention_mask=batch.attention_mask.cpu()
+        )
+    ids, labels = mlm_mask(cpu_batch, seed=seed)
+    ids, labels = ids.to(batch.input_ids.device), labels.to(batch.input_ids.device)
     picked = labels != -100  # (B, T)
     if not bool(picked.any()):
         # A tiny batch may draw no masked token; predict the first real token instead.

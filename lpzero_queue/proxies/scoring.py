@@ -110,12 +110,13 @@ def input_batch(space: str, seed: int, batch_size: int, seq_len: int) -> InputBa
     return make_batch(space, seed=seed, batch_size=batch_size, seq_len=seq_len)
 
 
-def score_unit(unit: WorkUnit, cache: InputCache) -> list[ScoreRow]:
+def score_unit(unit: WorkUnit, cache: InputCache, device: str = "cpu") -> list[ScoreRow]:
     """Score every proxy of ``unit`` on every architecture of its shard.
 
     Inputs of an architecture are computed once (one forward and backward) and kept in ``cache``;
-    all expressions are evaluated on them in one call. Baselines build their own model. A failing
-    proxy gives an ``error`` row; it never aborts the unit.
+    all expressions are evaluated on them in one call. Baselines build their own model (on the
+    CPU). A failing proxy gives an ``error`` row; it never aborts the unit. ``device`` is where
+    the inputs are computed and the expressions evaluated ("cuda" on a GPU worker).
     """
     from lpzero_queue.proxies.baselines import score_baselines
     from lpzero_queue.proxies.expression import evaluate_many, parse_expression
@@ -146,6 +147,7 @@ def score_unit(unit: WorkUnit, cache: InputCache) -> list[ScoreRow]:
                         seed=unit.seed,
                         batch=batch,
                         objective=setup.objective,
+                        device=device,
                     ),
                 )
             except Exception as exc:  # a model that cannot run is a result, not a crash

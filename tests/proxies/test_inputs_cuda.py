@@ -1,0 +1,45 @@
+"""The GPU path: inputs computed on CUDA match the CPU ones (skipped visibly without a GPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lpzero_queue.benchmarks.batches import make_batch
+from lpzero_queue.benchmarks.records import load_shipped
+from lpzero_queue.proxies.expression import (
+    LPZERO_FLEXIBERT,
+    LPZERO_GPT2,
+    evaluate_many,
+    parse_expression,
+)
+from lpzero_queue.proxies.inputs import compute_inputs
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs a CUDA device (none visible here)"
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("space", "bench", "expr"),
+    [
+        ("flexibert", "flexibert", LPZERO_FLEXIBERT),
+        ("gpt2", "gpt2-wt103", LPZERO_GPT2),
+    ],
+)
+def test_cuda_inputs_match_cpu(space: str, bench: str, expr: str) -> None:
+    config = load_shipped(bench).records[0].config
+    batch = make_batch(space, seed=0, batch_size=2, seq_len=32)
+    cpu = compute_inputs(space, config, builder=None, seed=0, batch=batch)
+    gpu = compute_inputs(space, config, builder=None, seed=0, batch=batch, device="cuda")
+    assert all(t.is_cuda for ts in gpu.tensors.values() for t in ts)
+    for name, tensors in cpu.tensors.items():
+        for a, b in zip(tensors, gpu.tensors[name], strict=True):
+            torch.testing.assert_close(b.cpu(), a, rtol=1e-3, atol=1e-5)
+    e = parse_expression(expr)
+    (c,), (g,) = evaluate_many([e], cpu.tensors), evaluate_many([e], gpu.tensors)
+    assert c.status == g.status == "ok"
+    assert g.score == pytest.approx(c.score, rel=1e-3)
