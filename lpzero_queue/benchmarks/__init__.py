@@ -20,7 +20,7 @@ _EXPORTS = {
     "RecordError": "records",
     "config_hash": "records",
     "load_shipped": "records",
-    "parse_import_file": "records",
+    "parse_import_file": "imports",
     "structural_basics": "records",
     "validate_config": "records",
     # catalog: benchmarks in the database
@@ -77,6 +77,7 @@ if TYPE_CHECKING:
         load_shipped_benchmark,
         store_benchmark,
     )
+    from lpzero_queue.benchmarks.imports import parse_import_file
     from lpzero_queue.benchmarks.records import (
         SHIPPED,
         SPACES,
@@ -86,7 +87,6 @@ if TYPE_CHECKING:
         RecordError,
         config_hash,
         load_shipped,
-        parse_import_file,
         structural_basics,
         validate_config,
     )

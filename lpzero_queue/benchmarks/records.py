@@ -5,23 +5,20 @@ with its config and its measured ground truth. Every config, shipped or imported
 strict structural check (:func:`validate_config`) before a record exists, so a malformed
 architecture is refused at import time rather than failing later inside a model builder.
 
-User imports (:func:`parse_import_file`) are all-or-nothing: every record is checked and the first
-problem raises :class:`RecordError` with a one-line message naming the record (0-based index in the
-file, and its id) and the field, e.g. ``record 3 (id 'abc'): encoder_layers[1].operation_type: 'XX'
-is not one of SA, LT, DSC``.
+User imports (``benchmarks.imports.parse_import_file``) are all-or-nothing: every record is
+checked and the first problem raises :class:`RecordError` with a one-line message naming the
+record (0-based index in the file, and its id) and the field, e.g. ``record 3 (id 'abc'):
+encoder_layers[1].operation_type: 'XX' is not one of SA, LT, DSC``.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import hashlib
-import io
 import json
 import math
 from dataclasses import dataclass
 from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 from lpzero_queue.errors import LpzqError
@@ -35,7 +32,6 @@ __all__ = [
     "RecordError",
     "config_hash",
     "load_shipped",
-    "parse_import_file",
     "structural_basics",
     "validate_config",
 ]
@@ -388,118 +384,6 @@ def _records(
         except RecordError as exc:
             raise RecordError(f"{head}{exc}") from None
     return out
-
-
-def _number_or_text(cell: str) -> Any:
-    try:
-        return float(cell)
-    except ValueError:
-        return cell
-
-
-def _csv_raws(text: str, space: str, metric: str) -> list[dict[str, Any]]:
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        rows = [(reader.line_num, row) for row in reader if row]
-    except csv.Error as exc:
-        raise RecordError(f"invalid CSV at line {reader.line_num}: {exc}") from None
-    if not rows:
-        raise RecordError("the file holds no records")
-    header = [h.strip() for h in rows[0][1]]
-    for needed in ("id", "config", metric):
-        if needed not in header:
-            raise RecordError(f"CSV header has no {needed!r} column (columns: {', '.join(header)})")
-    if len(set(header)) != len(header):
-        raise RecordError(f"CSV header repeats a column name: {', '.join(header)}")
-    raws: list[dict[str, Any]] = []
-    for i, (line, row) in enumerate(rows[1:]):
-        cells = dict(zip(header, (c.strip() for c in row), strict=False))
-        head = f"record {i} (id {cells.get('id', '')!r}): "
-        if len(row) != len(header):
-            raise RecordError(f"{head}line {line} has {len(row)} fields, header has {len(header)}")
-        try:
-            config = json.loads(cells["config"])
-        except json.JSONDecodeError as exc:
-            raise RecordError(
-                f"{head}config: invalid JSON at column {exc.colno}: {exc.msg}"
-            ) from None
-        raw: dict[str, Any] = {"id": cells["id"]}
-        if space == "flexibert":
-            if not isinstance(config, dict):
-                raise RecordError(f"{head}config: {type(config).__name__} is not an object")
-            extra_keys = sorted(set(config) - {"hidden_size", "encoder_layers"})
-            if extra_keys:
-                raise RecordError(f"{head}config.{extra_keys[0]}: unknown key")
-            raw.update(config)
-        else:
-            raw["config"] = config
-        for name, cell in cells.items():
-            if name not in ("id", "config") and cell != "":
-                raw[name] = _number_or_text(cell)
-        raws.append(raw)
-    return raws
-
-
-def parse_import_file(
-    path: str | Path, *, space: str, metric: str, higher_is_better: bool
-) -> list[ArchitectureRecord]:
-    """Read and validate a user's own trained architectures; all records or an error.
-
-    Formats, by extension (case-insensitive):
-
-    * ``.json``: a list of records shaped like the shipped file of the space. FlexiBERT: ``id``,
-      ``hidden_size``, ``encoder_layers`` and the metric top-level or inside ``scores``. GPT-2:
-      ``id``, ``config`` and the metric top-level.
-    * ``.csv``: a header with ``id``, ``config`` (a JSON object as text: FlexiBERT
-      ``{"hidden_size": .., "encoder_layers": [..]}``, GPT-2 the model config) and the metric.
-
-    Other finite numeric fields or columns become extra ground truth (non-finite ones are left
-    out); ``time_to_train_s``, ``train_elapsed_s``, ``params`` and non-numeric fields go to
-    ``extra``. Ids are compared as text. Record indices in messages are 0-based data rows.
-
-    Args:
-        path: The file to read (UTF-8, an optional BOM is accepted).
-        space: ``"flexibert"`` or ``"gpt2"``.
-        metric: The ground-truth key that must be present and finite in every record.
-        higher_is_better: Direction of ``metric``, stored by the caller with the benchmark; it
-            does not change parsing.
-
-    Returns:
-        Every record, in file order.
-
-    Raises:
-        RecordError: Anything is wrong; one line naming the record index, id and field.
-        ValueError: ``space`` is unknown, ``metric`` is empty or ``higher_is_better`` no bool.
-    """
-    _check_space(space)
-    if not isinstance(higher_is_better, bool):  # stored by the caller; checked here all the same
-        raise ValueError(f"higher_is_better must be a bool, got {higher_is_better!r}")
-    if not isinstance(metric, str) or not metric or metric in ("id", "config"):
-        raise ValueError(f"metric must be a non-empty name other than id/config, got {metric!r}")
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".json", ".csv"):
-        raise RecordError(f"{path.name}: unknown extension {path.suffix!r} (valid: .json, .csv)")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise RecordError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise RecordError(f"{path.name}: not UTF-8 text (byte {exc.start})") from None
-    if not text.strip():
-        raise RecordError(f"{path.name}: the file is empty")
-    if suffix == ".csv":
-        return _records(_csv_raws(text, space, metric), space, metric, config_prefix="config.")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RecordError(
-            f"{path.name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    if not isinstance(data, list):
-        raise RecordError(f"{path.name}: top level is {type(data).__name__}, not a list of records")
-    prefix = "config." if space == "gpt2" else ""
-    return _records(data, space, metric, config_prefix=prefix)
 
 
 def load_shipped(name: str) -> BenchmarkSpec:

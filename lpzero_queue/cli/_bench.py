@@ -8,11 +8,11 @@ from pathlib import Path
 import typer
 from sqlalchemy import func, select
 
+from lpzero_queue.benchmarks.imports import parse_import_file
 from lpzero_queue.benchmarks.records import (
     SHIPPED,
     SPACES,
     BenchmarkSpec,
-    parse_import_file,
 )
 from lpzero_queue.cli._output import echo_table
 from lpzero_queue.errors import LpzqError

@@ -10,8 +10,6 @@ uninterrupted one, and evaluations stored by earlier runs are reused, not recomp
 from __future__ import annotations
 
 import datetime as dt
-import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -23,27 +21,18 @@ from lpzero_queue.benchmarks.splits import SplitSpec, search_positions
 from lpzero_queue.errors import LpzqError, NotFoundError
 from lpzero_queue.execution.base import Executor
 from lpzero_queue.proxies.evaluations import (
-    Job,
-    ScoreTable,
     ensure_batch,
     ensure_proxies,
-    score_missing,
 )
 from lpzero_queue.proxies.scoring import ArchRef, ScoringSetup
 from lpzero_queue.proxies.spec import ProxySpec
+from lpzero_queue.search._evaluator import Evaluator
 from lpzero_queue.search.config import SearchConfig
 from lpzero_queue.search.generation import (
-    Candidate,
     evaluated_texts,
     merge_generation,
     plan_generation,
     plan_initial,
-)
-from lpzero_queue.search.pruning import (
-    correlation_fitness,
-    dynamic_prune,
-    hard_failure,
-    rule_status,
 )
 from lpzero_queue.search.selection import Member
 from lpzero_queue.storage import (
@@ -182,142 +171,6 @@ def _run_status(sessions: sessionmaker[Session], run_id: int) -> str:
         return s.scalars(select(SearchRun.status).where(SearchRun.id == run_id)).one()
 
 
-class _Evaluator:
-    """Scores one generation's candidates: probe set first, then the rest of the search split."""
-
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        ctx: RunContext,
-        executor: Executor,
-        progress: Progress | None,
-    ) -> None:
-        self.sessions, self.ctx, self.executor, self.progress = sessions, ctx, executor, progress
-        self.evaluated = 0
-        self.pruned = 0
-
-    def _score(
-        self, texts: Sequence[str], archs: Sequence[ArchRef]
-    ) -> tuple[dict[str, int], ScoreTable]:
-        specs = [ProxySpec("expression", t, "higher") for t in dict.fromkeys(texts)]
-        with transaction(self.sessions) as s:
-            ids = ensure_proxies(s, specs, origin="searched")
-        job = Job(
-            self.ctx.setup,
-            tuple(specs),
-            ids,
-            tuple(archs),
-            {self.ctx.config.seed: self.ctx.batch_id},
-        )
-        shard_size = max(1, math.ceil(len(archs) / 4))
-        return ids, score_missing(self.sessions, job, self.executor, shard_size=shard_size)
-
-    def _results(
-        self, table: ScoreTable, pid: int, archs: Sequence[ArchRef]
-    ) -> tuple[list[float | None], list[str]]:
-        seed = self.ctx.config.seed
-        pairs = [table.get(pid, {}).get(a.id, {}).get(seed, (None, "error")) for a in archs]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
-
-    def evaluate(
-        self,
-        planned: Sequence[Candidate],
-        stored: dict[tuple[int, int], Individual],
-        population: Sequence[Member],
-    ) -> list[tuple[Candidate, float | None]]:
-        """Outcome of every planned candidate; new ones are scored and written."""
-        ctx, cfg = self.ctx, self.ctx.config
-        outcomes: dict[tuple[int, int], tuple[float | None, str, str | None, float | None]] = {}
-        todo = [c for c in planned if (c.generation, c.slot) not in stored]
-        live = [c for c in todo if c.rule is None]
-        for c in todo:
-            if c.rule is not None:
-                outcomes[(c.generation, c.slot)] = (None, rule_status(c.rule), c.rule, None)
-        pop_fitness = [m.fitness for m in population]
-        probe_archs = ctx.archs[: ctx.probe] if ctx.probe else ()
-        survivors = live
-        probe_fit: dict[tuple[int, int], float | None] = {}
-        started = time.perf_counter()
-        if probe_archs and live:
-            ids, table = self._score([c.canonical for c in live], probe_archs)
-            survivors = []
-            for c in live:
-                scores, statuses = self._results(table, ids[c.canonical], probe_archs)
-                rule = dynamic_prune(scores, statuses, ctx.truth[: ctx.probe], pop_fitness, cfg)
-                ok = [v for v in scores if v is not None]
-                probe_fit[(c.generation, c.slot)] = (
-                    correlation_fitness(ok, ctx.truth[: ctx.probe], cfg.fitness)
-                    if len(ok) == len(scores) and rule is None
-                    else None
-                )
-                if rule is None:
-                    survivors.append(c)
-                else:
-                    outcomes[(c.generation, c.slot)] = (None, rule_status(rule), rule, None)
-        if survivors:
-            ids, table = self._score([c.canonical for c in survivors], ctx.archs)
-            for c in survivors:
-                scores, statuses = self._results(table, ids[c.canonical], ctx.archs)
-                rule = hard_failure(scores, statuses)
-                fitness = None
-                if rule is None:
-                    finite = [float(v) for v in scores if v is not None]
-                    fitness = correlation_fitness(finite, ctx.truth, cfg.fitness)
-                    if fitness is None:
-                        rule = "all_identical"
-                key = (c.generation, c.slot)
-                if rule is None:
-                    outcomes[key] = (fitness, "ok", None, probe_fit.get(key))
-                else:
-                    outcomes[key] = (None, rule_status(rule), rule, probe_fit.get(key))
-        seconds = (time.perf_counter() - started) / max(1, len(live))
-        self._write(todo, outcomes, seconds)
-        result = []
-        for c in planned:
-            key = (c.generation, c.slot)
-            if key in stored:
-                result.append((c, stored[key].fitness))
-            else:
-                result.append((c, outcomes[key][0]))
-        return result
-
-    def _write(
-        self,
-        todo: Sequence[Candidate],
-        outcomes: dict[tuple[int, int], tuple[float | None, str, str | None, float | None]],
-        seconds: float,
-    ) -> None:
-        if not todo:
-            return
-        texts = [c.canonical for c in todo]
-        specs = [ProxySpec("expression", t, "higher") for t in dict.fromkeys(texts)]
-        with transaction(self.sessions) as s:
-            ids = ensure_proxies(s, specs, origin="searched")
-            for c in todo:
-                fitness, status, rule, probe = outcomes[(c.generation, c.slot)]
-                s.add(
-                    Individual(
-                        run_id=self.ctx.run_id,
-                        generation=c.generation,
-                        slot=c.slot,
-                        proxy_id=ids[c.canonical],
-                        genotype=str(c.genotype),
-                        parents=[list(p) for p in c.parents],
-                        seed=c.seed,
-                        fitness=fitness,
-                        probe_fitness=probe,
-                        status=status,
-                        pruning_rule=rule,
-                        seconds=seconds if c.rule is None else 0.0,
-                    )
-                )
-                self.evaluated += status == "ok"
-                self.pruned += status != "ok"
-            s.execute(
-                update(SearchRun).where(SearchRun.id == self.ctx.run_id).values(heartbeat_at=_now())
-            )
-
-
 @dataclass(frozen=True)
 class RunResult:
     """The outcome of a run: its best member and where the search stood."""
@@ -353,7 +206,7 @@ def execute_run(
         sessions, run_id, status="running", started_at=_now(), heartbeat_at=_now(), error=None
     )
     cfg = ctx.config
-    evaluator = _Evaluator(sessions, ctx, executor, progress)
+    evaluator = Evaluator(sessions, ctx, executor)
     total = cfg.generations + 1
     population: tuple[Member, ...] = ()
     seen: set[str] = set()
@@ -413,7 +266,7 @@ def _report(
     done: int,
     total: int,
     population: Sequence[Member],
-    evaluator: _Evaluator,
+    evaluator: Evaluator,
 ) -> None:
     if progress is None:
         return

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lpzero_queue.benchmarks.imports import parse_import_file
 from lpzero_queue.benchmarks.records import (
     SHIPPED,
     ArchitectureRecord,
@@ -22,7 +23,6 @@ from lpzero_queue.benchmarks.records import (
     RecordError,
     config_hash,
     load_shipped,
-    parse_import_file,
     structural_basics,
     validate_config,
 )

@@ -1,0 +1,176 @@
+"""Scoring one generation of a search: probe set first, then the rest of the search split.
+
+Candidates are scored through the run's executor (evaluations stored and reused), the dynamic
+pruning rules are applied on the probe set, and every new individual is written with its
+outcome in one transaction per generation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from lpzero_queue.execution.base import Executor
+from lpzero_queue.proxies.evaluations import Job, ScoreTable, ensure_proxies, score_missing
+from lpzero_queue.proxies.scoring import ArchRef
+from lpzero_queue.proxies.spec import ProxySpec
+from lpzero_queue.search.generation import Candidate
+from lpzero_queue.search.pruning import (
+    correlation_fitness,
+    dynamic_prune,
+    hard_failure,
+    rule_status,
+)
+from lpzero_queue.search.selection import Member
+from lpzero_queue.storage import Individual, SearchRun, transaction
+
+if TYPE_CHECKING:
+    from lpzero_queue.search.coordinator import RunContext
+
+# (fitness, status, pruning rule, probe fitness) of one candidate
+Outcome = tuple[float | None, str, str | None, float | None]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Evaluator:
+    """Scores one generation's candidates: probe set first, then the rest of the search split."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        ctx: RunContext,
+        executor: Executor,
+    ) -> None:
+        self.sessions, self.ctx, self.executor = sessions, ctx, executor
+        self.evaluated = 0
+        self.pruned = 0
+
+    def _score(
+        self, texts: Sequence[str], archs: Sequence[ArchRef]
+    ) -> tuple[dict[str, int], ScoreTable]:
+        specs = [ProxySpec("expression", t, "higher") for t in dict.fromkeys(texts)]
+        with transaction(self.sessions) as s:
+            ids = ensure_proxies(s, specs, origin="searched")
+        job = Job(
+            self.ctx.setup,
+            tuple(specs),
+            ids,
+            tuple(archs),
+            {self.ctx.config.seed: self.ctx.batch_id},
+        )
+        shard_size = max(1, math.ceil(len(archs) / 4))
+        return ids, score_missing(self.sessions, job, self.executor, shard_size=shard_size)
+
+    def _results(
+        self, table: ScoreTable, pid: int, archs: Sequence[ArchRef]
+    ) -> tuple[list[float | None], list[str]]:
+        seed = self.ctx.config.seed
+        pairs = [table.get(pid, {}).get(a.id, {}).get(seed, (None, "error")) for a in archs]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def evaluate(
+        self,
+        planned: Sequence[Candidate],
+        stored: dict[tuple[int, int], Individual],
+        population: Sequence[Member],
+    ) -> list[tuple[Candidate, float | None]]:
+        """Outcome of every planned candidate; new ones are scored and written."""
+        ctx, cfg = self.ctx, self.ctx.config
+        outcomes: dict[tuple[int, int], Outcome] = {}
+        todo = [c for c in planned if (c.generation, c.slot) not in stored]
+        live = [c for c in todo if c.rule is None]
+        for c in todo:
+            if c.rule is not None:
+                outcomes[(c.generation, c.slot)] = (None, rule_status(c.rule), c.rule, None)
+        pop_fitness = [m.fitness for m in population]
+        probe_archs = ctx.archs[: ctx.probe] if ctx.probe else ()
+        survivors = live
+        probe_fit: dict[tuple[int, int], float | None] = {}
+        started = time.perf_counter()
+        if probe_archs and live:
+            ids, table = self._score([c.canonical for c in live], probe_archs)
+            survivors = []
+            for c in live:
+                scores, statuses = self._results(table, ids[c.canonical], probe_archs)
+                rule = dynamic_prune(scores, statuses, ctx.truth[: ctx.probe], pop_fitness, cfg)
+                ok = [v for v in scores if v is not None]
+                probe_fit[(c.generation, c.slot)] = (
+                    correlation_fitness(ok, ctx.truth[: ctx.probe], cfg.fitness)
+                    if len(ok) == len(scores) and rule is None
+                    else None
+                )
+                if rule is None:
+                    survivors.append(c)
+                else:
+                    outcomes[(c.generation, c.slot)] = (None, rule_status(rule), rule, None)
+        if survivors:
+            ids, table = self._score([c.canonical for c in survivors], ctx.archs)
+            for c in survivors:
+                scores, statuses = self._results(table, ids[c.canonical], ctx.archs)
+                rule = hard_failure(scores, statuses)
+                fitness = None
+                if rule is None:
+                    finite = [float(v) for v in scores if v is not None]
+                    fitness = correlation_fitness(finite, ctx.truth, cfg.fitness)
+                    if fitness is None:
+                        rule = "all_identical"
+                key = (c.generation, c.slot)
+                if rule is None:
+                    outcomes[key] = (fitness, "ok", None, probe_fit.get(key))
+                else:
+                    outcomes[key] = (None, rule_status(rule), rule, probe_fit.get(key))
+        seconds = (time.perf_counter() - started) / max(1, len(live))
+        self._write(todo, outcomes, seconds)
+        result = []
+        for c in planned:
+            key = (c.generation, c.slot)
+            if key in stored:
+                result.append((c, stored[key].fitness))
+            else:
+                result.append((c, outcomes[key][0]))
+        return result
+
+    def _write(
+        self,
+        todo: Sequence[Candidate],
+        outcomes: dict[tuple[int, int], Outcome],
+        seconds: float,
+    ) -> None:
+        if not todo:
+            return
+        texts = [c.canonical for c in todo]
+        specs = [ProxySpec("expression", t, "higher") for t in dict.fromkeys(texts)]
+        with transaction(self.sessions) as s:
+            ids = ensure_proxies(s, specs, origin="searched")
+            for c in todo:
+                fitness, status, rule, probe = outcomes[(c.generation, c.slot)]
+                s.add(
+                    Individual(
+                        run_id=self.ctx.run_id,
+                        generation=c.generation,
+                        slot=c.slot,
+                        proxy_id=ids[c.canonical],
+                        genotype=str(c.genotype),
+                        parents=[list(p) for p in c.parents],
+                        seed=c.seed,
+                        fitness=fitness,
+                        probe_fitness=probe,
+                        status=status,
+                        pruning_rule=rule,
+                        seconds=seconds if c.rule is None else 0.0,
+                    )
+                )
+                self.evaluated += status == "ok"
+                self.pruned += status != "ok"
+            s.execute(
+                update(SearchRun).where(SearchRun.id == self.ctx.run_id).values(heartbeat_at=_now())
+            )
