@@ -147,6 +147,15 @@ def ensure_benchmark(
         return get_benchmark(session, name)
 
 
+def benchmark_space(sessions: sessionmaker[Session], name: str) -> str | None:
+    """The space of a stored or shipped benchmark, without loading anything; None if unknown."""
+    from lpzero_queue.benchmarks.records import shipped_space
+
+    with transaction(sessions) as session:
+        stored = session.scalar(select(Benchmark.space).where(Benchmark.name == name))
+    return stored or shipped_space(name)
+
+
 def _range(values: Sequence[float]) -> dict[str, float]:
     return {
         "min": min(values),

@@ -32,6 +32,7 @@ __all__ = [
     "RecordError",
     "config_hash",
     "load_shipped",
+    "shipped_space",
     "structural_basics",
     "validate_config",
 ]
@@ -384,6 +385,12 @@ def _records(
         except RecordError as exc:
             raise RecordError(f"{head}{exc}") from None
     return out
+
+
+def shipped_space(name: str) -> str | None:
+    """The architecture space of a shipped benchmark, or None when ``name`` is not shipped."""
+    meta = _SHIPPED_META.get(name)
+    return None if meta is None else str(meta["space"])
 
 
 def load_shipped(name: str) -> BenchmarkSpec:

@@ -42,7 +42,7 @@ def _run(
     search_seed: int,
     first: bool,
 ) -> None:
-    from lpzero_queue.benchmarks.catalog import ensure_benchmark
+    from lpzero_queue.benchmarks.catalog import benchmark_space, ensure_benchmark
     from lpzero_queue.benchmarks.splits import SPLIT_NAMES
     from lpzero_queue.cli._progress import progress_bar
     from lpzero_queue.proxies.report import run_report
@@ -53,12 +53,14 @@ def _run(
         raise LpzqError(f"unknown split '{split}'; valid: {', '.join(SPLIT_NAMES)}")
     if seeds < 1:
         raise LpzqError(f"--seeds must be at least 1, got {seeds}")
+    split_spec = _split_spec(search_size, search_seed, first)
     rt = ctx.obj
     rt.require_schema(create=True)
-    benchmark = ensure_benchmark(rt.sessions, bench)
+    # Check the options before loading anything: a typo should not cost a benchmark load.
+    space = benchmark_space(rt.sessions, bench) or ensure_benchmark(rt.sessions, bench).space
     try:
         setup = ScoringSetup.resolve(
-            benchmark.space,
+            space,
             builder=builder,
             objective=objective,
             batch_size=batch_size,
@@ -68,7 +70,7 @@ def _run(
         raise LpzqError(str(exc)) from None
     texts = {s.text for s in specs}
     specs = specs + [baseline_spec(n) for n in TRIVIAL_BASELINES if n not in texts]
-    split_spec = _split_spec(search_size, search_seed, first)
+    ensure_benchmark(rt.sessions, bench)
     rt.apply_torch_settings()
     with progress_bar("scoring") as advance:
         report = run_report(
