@@ -37,6 +37,12 @@ def _arch(bench: Benchmark, key: str = "0") -> Architecture:
     )
 
 
+def _evaluation(proxy_id: int, arch_id: int, batch_id: int, **fields: object) -> Evaluation:
+    """An evaluation row of the seeded parents; ``fields`` override the defaults."""
+    values: dict[str, object] = {"seed": 0, "builder": "faithful", "objective": "ones", **fields}
+    return Evaluation(proxy_id=proxy_id, architecture_id=arch_id, batch_id=batch_id, **values)
+
+
 @pytest.fixture
 def sessions(migrated_engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(migrated_engine, expire_on_commit=False)
@@ -109,85 +115,26 @@ def test_deleting_a_benchmark_cascades(sessions: sessionmaker[Session]) -> None:
 def test_evaluation_unit_of_work_is_unique(sessions: sessionmaker[Session]) -> None:
     p, a, b = _seed_eval_parents(sessions)
     with transaction(sessions) as s:
-        s.add(
-            Evaluation(
-                proxy_id=p,
-                architecture_id=a,
-                batch_id=b,
-                seed=0,
-                builder="faithful",
-                objective="ones",
-            )
-        )
+        s.add(_evaluation(p, a, b, seed=0, builder="faithful"))
     with pytest.raises(IntegrityError), transaction(sessions) as s:
-        s.add(
-            Evaluation(
-                proxy_id=p,
-                architecture_id=a,
-                batch_id=b,
-                seed=0,
-                builder="faithful",
-                objective="ones",
-            )
-        )
+        s.add(_evaluation(p, a, b, seed=0, builder="faithful"))
     with transaction(sessions) as s:  # another seed is another unit
-        s.add(
-            Evaluation(
-                proxy_id=p,
-                architecture_id=a,
-                batch_id=b,
-                seed=1,
-                builder="faithful",
-                objective="ones",
-            )
-        )
+        s.add(_evaluation(p, a, b, seed=1, builder="faithful"))
 
 
 def test_score_is_null_unless_ok(sessions: sessionmaker[Session]) -> None:
     p, a, b = _seed_eval_parents(sessions)
     with pytest.raises(IntegrityError), transaction(sessions) as s:
-        s.add(
-            Evaluation(
-                proxy_id=p,
-                architecture_id=a,
-                batch_id=b,
-                seed=0,
-                builder="f",
-                objective="ones",
-                status="nonfinite",
-                score=-1.0,
-            )
-        )
+        s.add(_evaluation(p, a, b, seed=0, builder="f", status="nonfinite", score=-1.0))
     with pytest.raises(IntegrityError), transaction(sessions) as s:
-        s.add(
-            Evaluation(
-                proxy_id=p,
-                architecture_id=a,
-                batch_id=b,
-                seed=0,
-                builder="f",
-                objective="ones",
-                status="finished",
-            )
-        )
+        s.add(_evaluation(p, a, b, seed=0, builder="f", status="finished"))
 
 
 @pytest.mark.parametrize("value", [0.1 + 0.2, 1e-300, -1.2345678901234567e300, 2.0**-1074])
 def test_scores_are_float64(sessions: sessionmaker[Session], value: float) -> None:
     p, a, b = _seed_eval_parents(sessions)
     with transaction(sessions) as s:
-        s.add(
-            Evaluation(
-                proxy_id=p,
-                architecture_id=a,
-                batch_id=b,
-                seed=0,
-                builder="f",
-                objective="ones",
-                status="ok",
-                score=value,
-            )
-        )
+        s.add(_evaluation(p, a, b, seed=0, builder="f", status="ok", score=value))
     with transaction(sessions) as s:
         assert s.scalars(select(Evaluation.score)).one() == value
 
