@@ -2,8 +2,12 @@
 
 An expression is ``binary(u_k(...u_1(X1)), v_m(...v_1(X2)))`` (method.md section 4): two branches,
 each an input name and a chain of unary operators (any length, default 2), combined by a binary
-operator. Expressions are stored and printed by name in one canonical text form, e.g.
-``sum(l1_norm(square(weight)), square(softmax(grad)))``; :func:`parse_expression` reads it back.
+operator, plus an expression-level reduction of the paired per-tensor values: ``mean`` (published,
+the default) or ``total`` (their sum, which scales with the number of tensors, i.e. with depth).
+Expressions are stored and printed by name in one canonical text form, e.g.
+``sum(l1_norm(square(weight)), square(softmax(grad)))``, or with the non-default reduction as a
+wrapper, ``total(sum(l1_norm(square(weight)), square(softmax(grad))))``;
+:func:`parse_expression` reads it back.
 """
 
 from __future__ import annotations
@@ -12,22 +16,24 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor
 
-from lpzero_queue.proxies.operators import BINARY_OPS, INPUT_NAMES, UNARY_OPS
-from lpzero_queue.proxies.parser import ExpressionSyntaxError, parse_raw
+from lpzero_queue.proxies.operators import BINARY_OPS, INPUT_NAMES, REDUCTIONS, UNARY_OPS
+from lpzero_queue.proxies.parser import DEFAULT_REDUCTION, ExpressionSyntaxError, parse_raw
 
 __all__ = [
     "LPZERO_FLEXIBERT",
     "LPZERO_GPT2",
+    "REDUCTIONS",
     "Branch",
     "EvalResult",
     "Expression",
     "ExpressionSyntaxError",
     "ProxyInputError",
+    "Reduction",
     "canonicalize",
     "constant_branch_value",
     "evaluate",
@@ -45,6 +51,9 @@ LPZERO_FLEXIBERT = "sum(square(negate(head)), logsoftmax(frobenius_norm(act)))" 
 SCALAR_NORMALIZERS = frozenset(
     {"softmax", "logsoftmax", "normalize", "min_max_normalize", "to_std_scalar"}
 )
+
+
+Reduction = Literal["mean", "total"]
 
 
 class ProxyInputError(ValueError):
@@ -80,21 +89,26 @@ class Branch:
 
 @dataclass(frozen=True)
 class Expression:
-    """A proxy: a binary operator combining two branches.
+    """A proxy: a binary operator combining two branches, and a reduction over the pairs.
 
     Attributes:
         binary: Binary operator name, one of ``BINARY_OPS``.
         left: First argument of the binary operator.
         right: Second argument of the binary operator.
+        reduce: How the per-pair values become the score: ``"mean"`` (published) or ``"total"``
+            (their sum, so the score scales with the number of paired tensors).
     """
 
     binary: str
     left: Branch
     right: Branch
+    reduce: Reduction = "mean"  # the published reduction; printed without a wrapper
 
     def __post_init__(self) -> None:
         if self.binary not in BINARY_OPS:
             raise ValueError(f"unknown binary operator {self.binary!r}")
+        if self.reduce not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {self.reduce!r}; expected one of: {REDUCTIONS}")
         if not (isinstance(self.left, Branch) and isinstance(self.right, Branch)):
             raise TypeError("left and right must be Branch instances")
 
@@ -114,16 +128,19 @@ def format_expression(e: Expression) -> str:
         e: The expression.
 
     Returns:
-        Function-call notation by name, one space after each comma and no other whitespace.
+        Function-call notation by name, one space after each comma and no other whitespace; a
+        reduction other than the default ``mean`` wraps the binary call, e.g. ``total(sum(a, b))``.
     """
-    return f"{e.binary}({e.left}, {e.right})"
+    call = f"{e.binary}({e.left}, {e.right})"
+    return call if e.reduce == DEFAULT_REDUCTION else f"{e.reduce}({call})"
 
 
 def parse_expression(text: str) -> Expression:
     """Parse the text form of an expression (any whitespace between tokens).
 
     Args:
-        text: e.g. ``"sum(l1_norm(square(weight)), square(softmax(grad)))"``.
+        text: e.g. ``"sum(l1_norm(square(weight)), square(softmax(grad)))"`` or
+            ``"total(sum(l1_norm(square(weight)), square(softmax(grad))))"``.
 
     Returns:
         The expression; ``parse_expression(format_expression(e)) == e``.
@@ -131,8 +148,10 @@ def parse_expression(text: str) -> Expression:
     Raises:
         ExpressionSyntaxError: with the 0-based ``position`` and what was ``expected`` there.
     """
-    binary, (left_input, left_ops), (right_input, right_ops) = parse_raw(text)
-    return Expression(binary, Branch(left_input, left_ops), Branch(right_input, right_ops))
+    reduce, binary, (left_input, left_ops), (right_input, right_ops) = parse_raw(text)
+    left, right = Branch(left_input, left_ops), Branch(right_input, right_ops)
+    # The parser only accepts registered reductions; __post_init__ checks it again.
+    return Expression(binary, left, right, cast(Reduction, reduce))
 
 
 def _canonical_chain(chain: Sequence[str]) -> tuple[str, ...]:
@@ -160,7 +179,8 @@ def canonicalize(e: Expression) -> Expression:
     scalar reductions ``frobenius_norm``, ``mean``, ``l1_norm``, ``to_mean_scalar``); cancels
     adjacent pairs of an exactly self-inverse operator (``negate`` only: ``invert`` is not, because
     of its clamp and floating-point rounding); orders the branches of a commutative binary operator
-    (``sum``, ``product``) by their text so that ``sum(a, b)`` and ``sum(b, a)`` coincide.
+    (``sum``, ``product``) by their text so that ``sum(a, b)`` and ``sum(b, a)`` coincide. The
+    reduction is kept.
 
     Args:
         e: The expression.
@@ -172,7 +192,7 @@ def canonicalize(e: Expression) -> Expression:
     right = Branch(e.right.input, _canonical_chain(e.right.unary))
     if BINARY_OPS[e.binary].commutative and str(right) < str(left):
         left, right = right, left
-    return Expression(e.binary, left, right)
+    return Expression(e.binary, left, right, e.reduce)
 
 
 def constant_branch_value(branch: Branch) -> float | None:
@@ -203,13 +223,21 @@ def is_provably_constant(e: Expression) -> str | None:
     """Name the static rule proving that an expression scores every architecture the same.
 
     Rules (method.md section 6), checked on the canonical form:
-      - ``"difference_of_identical_branches"``: ``difference(x, x)`` is 0 for every input.
-      - ``"scalar_then_normalizer"``: both branches are constant by :func:`constant_branch_value`.
-      - ``"product_with_zero_branch"``: ``product`` with a branch that is provably constant 0.
+      - ``"difference_of_identical_branches"``: ``difference(x, x)`` is 0 for every pair, so the
+        score is 0 under either reduction.
+      - ``"scalar_then_normalizer"``: both branches are constant by :func:`constant_branch_value`,
+        so every pair has the same value ``k = binary(left, right)``. Under ``mean`` the score is
+        ``k``; under ``total`` it is ``n * k`` with ``n`` the number of pairs (the shorter input
+        list), which varies with the number of layers, so the rule fires for ``total`` only when
+        ``k == 0``. (With ``k != 0`` such a proxy ranks exactly like the pair count: a depth
+        baseline, not a constant.)
+      - ``"product_with_zero_branch"``: ``product`` with a branch that is provably constant 0;
+        every pair is 0, so the score is 0 under either reduction.
 
     One constant branch under ``sum``/``difference`` (or a non-zero one under ``product``) is
-    *not* constant: the proxy is then an affine function of the other branch (same ranking up to
-    sign), which is a duplicate-detection matter, not a constant.
+    *not* constant: under ``mean`` the proxy is then an affine function of the other branch (same
+    ranking up to sign), which is a duplicate-detection matter, not a constant; under ``total`` the
+    constant adds ``n * c``, which depends on the architecture.
 
     Args:
         e: The expression.
@@ -222,7 +250,13 @@ def is_provably_constant(e: Expression) -> str | None:
         return "difference_of_identical_branches"
     left, right = constant_branch_value(c.left), constant_branch_value(c.right)
     if left is not None and right is not None:
-        return "scalar_then_normalizer"
+        if c.reduce == "mean":
+            return "scalar_then_normalizer"
+        pair = BINARY_OPS[c.binary].fn(
+            torch.tensor(left, dtype=torch.float64), torch.tensor(right, dtype=torch.float64)
+        )
+        if float(pair) == 0.0:
+            return "scalar_then_normalizer"
     if c.binary == "product" and 0.0 in (left, right):
         return "product_with_zero_branch"
     return None
@@ -303,9 +337,10 @@ def _branch_means(
     return out
 
 
-def _combine(binary: str, left: Tensor, right: Tensor) -> float:
+def _combine(e: Expression, left: Tensor, right: Tensor) -> float:
     n = min(left.numel(), right.numel())  # pair by position; the longer list is truncated (zip)
-    return float(BINARY_OPS[binary].fn(left[:n], right[:n]).mean())
+    pairs = BINARY_OPS[e.binary].fn(left[:n], right[:n])
+    return float(pairs.mean() if e.reduce == "mean" else pairs.sum())
 
 
 def evaluate(e: Expression, inputs: Mapping[str, Sequence[Tensor]]) -> float:
@@ -314,7 +349,8 @@ def evaluate(e: Expression, inputs: Mapping[str, Sequence[Tensor]]) -> float:
     Each branch applies its unary chain to every tensor of its input list independently and
     reduces each result to its mean; the two lists of scalars are paired by position (like
     ``zip``: the longer list is truncated to the shorter); the binary operator acts on each pair;
-    the score is the mean over pairs. Inputs are never modified.
+    the score is the mean over pairs (``reduce="mean"``) or their sum (``reduce="total"``). Inputs
+    are never modified.
 
     Args:
         e: The expression.
@@ -332,7 +368,7 @@ def evaluate(e: Expression, inputs: Mapping[str, Sequence[Tensor]]) -> float:
         if isinstance(value, Exception):
             raise value
     assert isinstance(left, Tensor) and isinstance(right, Tensor)
-    return _combine(e.binary, left, right)
+    return _combine(e, left, right)
 
 
 def evaluate_many(
@@ -360,7 +396,7 @@ def evaluate_many(
                 if isinstance(value, Exception):
                     raise value
             assert isinstance(left, Tensor) and isinstance(right, Tensor)
-            score = _combine(e.binary, left, right)
+            score = _combine(e, left, right)
         except Exception as exc:
             results.append(EvalResult(None, "error", f"{type(exc).__name__}: {exc}"))
             continue

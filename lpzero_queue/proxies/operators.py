@@ -41,6 +41,12 @@ INPUT_DESCRIPTIONS: Mapping[str, str] = MappingProxyType(
 )
 INPUT_NAMES: tuple[str, ...] = tuple(INPUT_DESCRIPTIONS)
 
+# Expression-level reductions of the paired per-tensor values (method.md section 4). `mean` is the
+# published one (the default, written without a wrapper); `total` sums the pair values instead, so
+# that a proxy scales with the number of tensors (layers). Listed here because they share the name
+# space of the text form with operators and inputs.
+REDUCTIONS: tuple[str, ...] = ("mean", "total")
+
 LOG_MAX = 1e30  # log/abslog clamp their argument here so +inf and huge inputs give a finite log
 INVERT_MIN_ABS = 1e-12  # invert: |x| is clamped to at least this, keeping the sign (0 -> +1e12)
 EXP_MAX = 80.0  # exp(80) ~ 5.5e34: finite in float64 and still far above any useful proxy value
@@ -286,7 +292,7 @@ def _battery() -> list[tuple[str, Tensor]]:
 def _check_name(name: str, kind: str) -> None:
     if not _NAME_RE.match(name):
         raise ValueError(f"{kind} operator name {name!r} must be snake_case ([a-z_][a-z0-9_]*)")
-    if name in _UNARY or name in _BINARY or name in INPUT_DESCRIPTIONS:
+    if name in _UNARY or name in _BINARY or name in INPUT_DESCRIPTIONS or name in REDUCTIONS:
         raise ValueError(f"{kind} operator name {name!r} is already taken")
 
 

@@ -2,8 +2,12 @@
 
 Grammar (whitespace allowed between tokens)::
 
-    expression := BINARY "(" branch "," branch ")" END
+    expression := REDUCTION "(" call ")" END | call END
+    call       := BINARY "(" branch "," branch ")"
     branch     := UNARY "(" branch ")" | INPUT
+
+``REDUCTION`` is a reduction other than the default ``mean`` (today only ``total``): the published
+reduction is written without a wrapper, so every expression has exactly one text form.
 
 The parser is hand-written (no ``eval``); branches are read iteratively, so arbitrarily deep unary
 chains cannot exhaust the Python stack. It only knows names from the operator registry and returns
@@ -15,10 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from lpzero_queue.proxies.operators import BINARY_OPS, INPUT_NAMES, UNARY_OPS
+from lpzero_queue.proxies.operators import BINARY_OPS, INPUT_NAMES, REDUCTIONS, UNARY_OPS
 
 RawBranch = tuple[str, tuple[str, ...]]  # (input name, unary ops in application order)
-RawExpression = tuple[str, RawBranch, RawBranch]  # (binary op, left, right)
+RawExpression = tuple[str, str, RawBranch, RawBranch]  # (reduction, binary op, left, right)
+
+DEFAULT_REDUCTION = REDUCTIONS[0]  # "mean", as published: never written as a wrapper
+WRAPPER_REDUCTIONS: tuple[str, ...] = tuple(r for r in REDUCTIONS if r != DEFAULT_REDUCTION)
 
 
 class ExpressionSyntaxError(ValueError):
@@ -111,21 +118,59 @@ class _Parser:
         return self.take()
 
     def expression(self) -> RawExpression:
-        binaries = tuple(sorted(BINARY_OPS))
+        outer = tuple(sorted((*BINARY_OPS, *WRAPPER_REDUCTIONS)))
         token = self.peek()
+        reduction = DEFAULT_REDUCTION
+        if token.kind == "name" and token.text in WRAPPER_REDUCTIONS:
+            reduction = token.text
+            self.take()
+            self.expect("(")
+            binary, left, right = self.call(tuple(sorted(BINARY_OPS)), inside=reduction)
+            if self.peek().kind == ",":
+                raise ExpressionSyntaxError(
+                    self.peek().position,
+                    f"reduction {reduction!r} takes exactly one argument",
+                    ("')'",),
+                )
+            self.expect(")")
+        else:
+            binary, left, right = self.call(outer, inside=None)
+        end = self.peek()
+        if end.kind != "end":
+            raise ExpressionSyntaxError(
+                end.position, f"unexpected trailing text starting {end.text!r}", ("end of input",)
+            )
+        return reduction, binary, left, right
+
+    def call(
+        self, expected: tuple[str, ...], inside: str | None
+    ) -> tuple[str, RawBranch, RawBranch]:
+        """Read ``BINARY "(" branch "," branch ")"``; ``inside`` names an enclosing reduction."""
+        token = self.peek()
+        where = "the outermost call" if inside is None else f"the argument of {inside!r}"
         if token.kind == "end":
-            raise ExpressionSyntaxError(token.position, "empty expression", binaries)
+            problem = "empty expression" if inside is None else "expected a binary operator"
+            raise ExpressionSyntaxError(token.position, problem, expected)
         if token.kind != "name":
-            raise ExpressionSyntaxError(token.position, f"unexpected {token.text!r}", binaries)
+            raise ExpressionSyntaxError(token.position, f"unexpected {token.text!r}", expected)
         if token.text not in BINARY_OPS:
             called = self.peek(1).kind == "("
-            if token.text in UNARY_OPS and (called or token.text not in INPUT_NAMES):
-                what = f"unary operator {token.text!r} cannot be the outermost call"
+            if token.text in WRAPPER_REDUCTIONS:
+                what = f"reduction {token.text!r} can only be the outermost call"
+            elif token.text == DEFAULT_REDUCTION and called and inside is None:
+                what = (
+                    f"unary operator {token.text!r} cannot be the outermost call (the default "
+                    f"reduction {DEFAULT_REDUCTION!r} is written without a wrapper)"
+                )
+            elif token.text in UNARY_OPS and (called or token.text not in INPUT_NAMES):
+                what = f"unary operator {token.text!r} cannot be {where}"
             elif token.text in INPUT_NAMES:
-                what = f"input {token.text!r} cannot be the outermost term"
+                what = f"input {token.text!r} cannot be {where}"
+            elif inside is None:
+                what = f"unknown binary operator or reduction {token.text!r}"
             else:
                 what = f"unknown binary operator {token.text!r}"
-            raise ExpressionSyntaxError(token.position, what, binaries)
+            raise ExpressionSyntaxError(token.position, what, expected)
         self.take()
         self.expect("(")
         left = self.branch()
@@ -144,11 +189,6 @@ class _Parser:
                 ("')'",),
             )
         self.expect(")")
-        end = self.peek()
-        if end.kind != "end":
-            raise ExpressionSyntaxError(
-                end.position, f"unexpected trailing text starting {end.text!r}", ("end of input",)
-            )
         return token.text, left, right
 
     def branch(self) -> RawBranch:
@@ -168,7 +208,14 @@ class _Parser:
             if name in BINARY_OPS:
                 raise ExpressionSyntaxError(
                     token.position,
-                    f"binary operator {name!r} is only allowed as the outermost call",
+                    f"binary operator {name!r} is only allowed as the outermost call "
+                    "(or as the argument of a reduction)",
+                    (*sorted(UNARY_OPS), *INPUT_NAMES),
+                )
+            if name in WRAPPER_REDUCTIONS:
+                raise ExpressionSyntaxError(
+                    token.position,
+                    f"reduction {name!r} is only allowed as the outermost call",
                     (*sorted(UNARY_OPS), *INPUT_NAMES),
                 )
             # `softmax` is an input and an operator: a call is the operator, a bare name the input.
@@ -206,13 +253,14 @@ class _Parser:
 
 
 def parse_raw(text: str) -> RawExpression:
-    """Parse expression text into ``(binary, (input, unary_ops), (input, unary_ops))``.
+    """Parse expression text into ``(reduction, binary, (input, unary_ops), (input, unary_ops))``.
 
     Args:
         text: Expression in function-call notation; any whitespace between tokens.
 
     Returns:
-        The binary operator name and the two branches, unary operators in application order.
+        The reduction (``"mean"`` when the text has no wrapper), the binary operator name and the
+        two branches, unary operators in application order.
 
     Raises:
         ExpressionSyntaxError: on any malformed text, with the 0-based position of the problem.

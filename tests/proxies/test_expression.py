@@ -17,6 +17,7 @@ from lpzero_queue.proxies import operators
 from lpzero_queue.proxies.expression import (
     LPZERO_FLEXIBERT,
     LPZERO_GPT2,
+    REDUCTIONS,
     Branch,
     EvalResult,
     Expression,
@@ -38,7 +39,13 @@ branches = st.builds(
     st.sampled_from(INPUT_NAMES),
     st.lists(st.sampled_from(UNARY), max_size=4).map(tuple),
 )
-expressions = st.builds(Expression, st.sampled_from(sorted(BINARY_OPS)), branches, branches)
+expressions = st.builds(
+    Expression,
+    st.sampled_from(sorted(BINARY_OPS)),
+    branches,
+    branches,
+    st.sampled_from(REDUCTIONS),
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -139,7 +146,22 @@ def test_format_parse_roundtrip(e: Expression) -> None:
         ("sum(sum(weight, grad), grad)", 4, "binary operator 'sum' is only allowed as the outer"),
         ("abs(weight)", 0, "unary operator 'abs' cannot be the outermost call"),
         ("weight", 0, "input 'weight' cannot be the outermost"),
-        ("matmul(weight, grad)", 0, "unknown binary operator 'matmul'"),
+        ("matmul(weight, grad)", 0, "unknown binary operator or reduction 'matmul'; expected "
+                                    "one of: difference, product, sum, total"),
+        ("total(weight)", 6, "input 'weight' cannot be the argument of 'total'; expected "
+                             "one of: difference, product, sum"),
+        ("total(abs(weight))", 6, "unary operator 'abs' cannot be the argument of 'total'"),
+        ("total(total(sum(weight, grad)))", 6, "reduction 'total' can only be the outermost"),
+        ("total(matmul(weight, grad))", 6, "unknown binary operator 'matmul'; expected one of"),
+        ("total()", 6, "unexpected ')'"),
+        ("total(", 6, "expected a binary operator; expected one of: difference, product, sum"),
+        ("total(sum(weight, grad)", 23, "expected ')', found end of input"),
+        ("total(sum(weight, grad), act)", 23, "reduction 'total' takes exactly one argument"),
+        ("total(sum(weight, grad)) x", 25, "trailing text"),
+        ("total", 5, "expected '('"),
+        ("sum(total(weight), grad)", 4, "reduction 'total' is only allowed as the outermost"),
+        ("sum(total, grad)", 4, "reduction 'total' is only allowed as the outermost"),
+        ("mean(sum(weight, grad))", 0, "the default reduction 'mean' is written without a wrapper"),
         ("sum(weight)", 10, "takes two arguments"),
         ("sum(weight, grad, act)", 16, "takes exactly two arguments"),
         ("sum(abs(weight, act), grad)", 14, "'abs' takes exactly one argument"),
@@ -150,7 +172,7 @@ def test_format_parse_roundtrip(e: Expression) -> None:
         ("sum(, grad)", 4, "expected a unary operator or an input"),
         ("(sum(weight, grad))", 0, "unexpected '('"),
     ],
-)
+)  # fmt: skip
 def test_syntax_errors(text: str, position: int, fragment: str) -> None:
     with pytest.raises(ExpressionSyntaxError) as info:
         parse_expression(text)
@@ -161,11 +183,25 @@ def test_syntax_errors(text: str, position: int, fragment: str) -> None:
     assert info.value.expected
 
 
-TOKENS = [*INPUT_NAMES, *UNARY, *BINARY_OPS, "(", ")", ",", " ", "\n", "x", "1", "é"]
+TOKENS = [*INPUT_NAMES, *UNARY, *BINARY_OPS, *REDUCTIONS, "(", ")", ",", " ", "\n", "x", "1"]
+TOKENS.append("é")
+
+
+@st.composite
+def damaged_texts(draw: st.DrawFn) -> str:
+    """The text of a valid expression with one slice deleted or one token inserted."""
+    text = format_expression(draw(expressions))
+    i = draw(st.integers(0, len(text)))
+    j = draw(st.integers(i, min(len(text), i + 12)))
+    return text[:i] + draw(st.sampled_from(["", *TOKENS])) + text[j:]
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.text(), st.lists(st.sampled_from(TOKENS), max_size=20).map("".join)))
+@given(
+    st.one_of(
+        st.text(), st.lists(st.sampled_from(TOKENS), max_size=20).map("".join), damaged_texts()
+    )
+)
 def test_fuzz_parser_only_raises_syntax_errors(text: str) -> None:
     try:
         e = parse_expression(text)
@@ -210,8 +246,9 @@ def test_canonicalize_preserves_the_value_and_is_idempotent(e: Expression) -> No
     c = canonicalize(e)
     assert canonicalize(c) == c
     if BINARY_OPS[e.binary].commutative:
-        swapped = Expression(e.binary, e.right, e.left)
+        swapped = Expression(e.binary, e.right, e.left, e.reduce)
         assert canonicalize(swapped) == c
+    assert c.reduce == e.reduce
     inputs = random_inputs(0)
     assert same_value(evaluate(c, inputs), evaluate(e, inputs))
 
