@@ -62,6 +62,7 @@ def echo_report(report: Report, labels: dict[str, str] | None = None) -> None:
     typer.echo(
         f"{report.benchmark}: {where}, n={report.n_archs}; seeds {list(report.seeds)}; "
         f"builder {setup.builder}; objective {setup.objective}; "
+        f"linear scope {setup.linear_scope}; "
         f"batch {setup.batch_size}x{setup.seq_len} [{hashes}]"
     )
     labels = labels or {}

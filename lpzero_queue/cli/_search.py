@@ -89,6 +89,9 @@ def search_start(
     unary: int = typer.Option(2, "--unary-per-branch", help="Unary operators per branch."),
     builder: str | None = typer.Option(None, "--builder", help="FlexiBERT: faithful or lpzero."),
     objective: str | None = typer.Option(None, "--objective", help="Gradient loss: ones|mlm."),
+    linear_scope: str | None = typer.Option(
+        None, "--linear-scope", help="Linears feeding weight/grad: mixer or all."
+    ),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Proxy batch size."),
     seq_len: int | None = typer.Option(None, "--seq-len", help="Proxy sequence length."),
 ) -> None:
@@ -116,6 +119,7 @@ def search_start(
                 unary_per_branch=unary,
                 builder=builder,
                 objective=objective,
+                linear_scope=linear_scope,
                 batch_size=batch_size,
                 seq_len=seq_len,
             )

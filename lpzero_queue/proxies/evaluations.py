@@ -1,8 +1,8 @@
 """Stored evaluations: score what is missing through an executor, reuse what is in the database.
 
 The unit of stored work is one row of ``evaluations``: (proxy, architecture, input batch, seed,
-builder, objective). Reports and searches both go through :func:`score_missing`, so a proxy
-scored once on an architecture under the same setup is never computed again.
+builder, objective, linear scope). Reports and searches both go through :func:`score_missing`, so
+a proxy scored once on an architecture under the same setup is never computed again.
 """
 
 from __future__ import annotations
@@ -127,6 +127,7 @@ class Job:
                 Evaluation.seed == seed,
                 Evaluation.builder == self.setup.builder,
                 Evaluation.objective == self.setup.objective,
+                Evaluation.linear_scope == self.setup.linear_scope,
             )
             if terminal_only:
                 query = query.where(Evaluation.status.in_(TERMINAL))
@@ -179,6 +180,7 @@ def store_rows(
                     Evaluation.seed == unit.seed,
                     Evaluation.builder == unit.setup.builder,
                     Evaluation.objective == unit.setup.objective,
+                    Evaluation.linear_scope == unit.setup.linear_scope,
                 )
             ).all()
         )
@@ -190,6 +192,7 @@ def store_rows(
                 seed=unit.seed,
                 builder=unit.setup.builder,
                 objective=unit.setup.objective,
+                linear_scope=unit.setup.linear_scope,
                 score=r.score if r.status == "ok" else None,
                 status=r.status,
                 error=(r.error or "")[:2000] or None,

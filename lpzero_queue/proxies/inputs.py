@@ -5,7 +5,10 @@ is built, run forward with hooks on its :class:`~lpzero_queue.benchmarks.taps.Ta
 backward once through the objective's scalar. That single pass gives
 
 - ``act``, ``head``, ``softmax``: the outputs of the taps of that kind, in module order;
-- ``weight``, ``grad``: the ``mixer_linears()`` weights and their ``.grad`` after the backward;
+- ``weight``, ``grad``: the weights of the Linears of the *linear scope* and their ``.grad`` after
+  the backward: ``mixer`` (default) takes the token-mixing Linears (``mixer_linears()``, as
+  method.md section 2 defines them); ``all`` takes every ``nn.Linear`` whose weight received a
+  gradient, in module order (what the published GPT-2 scoring code gathered);
 - ``jacobs``: the gradient of the objective w.r.t. the ``embedding`` tap output.
 
 Every stored tensor is detached, contiguous, cloned (never a view into the model) and cast to a
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BATCH",
+    "LINEAR_SCOPES",
     "STORAGE_DTYPES",
     "TRAIN_MODE_BUILDERS",
     "InputsKey",
@@ -45,6 +49,7 @@ __all__ = [
     "compute_inputs",
     "extract_inputs",
     "inputs_key",
+    "resolve_linear_scope",
 ]
 
 # (batch_size, seq_len) per space, from scripts/batch_shape.py (seeded sample, init seed 0, batch
@@ -60,6 +65,12 @@ __all__ = [
 # to |delta tau| <= 0.028 (all archs) and 0.029 (within depth) on every proxy, at ~1/2 the time
 # and ~1/3 of the input bytes (100 vs 325 MB per arch).
 DEFAULT_BATCH: Final[dict[str, tuple[int, int]]] = {"flexibert": (4, 64), "gpt2": (4, 192)}
+
+# Which Linears feed `weight`/`grad`: the token-mixing ones (method.md) or every Linear with a
+# gradient (the published GPT-2 code). scripts/gpt2_weight_scope.py: the published GPT-2 proxy ranks
+# 40 GPT-2 architectures at Kendall 0.654 with `mixer` and 0.900 with `all`.
+LINEAR_SCOPES: Final = ("mixer", "all")
+DEFAULT_LINEAR_SCOPE: Final[dict[str, str]] = {"flexibert": "mixer", "gpt2": "mixer"}
 
 STORAGE_DTYPES: Final = (torch.float32, torch.float16, torch.bfloat16)
 # The published FlexiBERT proxy runs the lpzero model with dropout active; everything else runs in
@@ -79,6 +90,7 @@ class InputsKey:
     seed: int  # init seed (also seeds dropout and the MLM objective)
     batch_hash: str  # InputBatch.content_hash
     objective: str  # resolved objective name
+    linear_scope: str = "mixer"  # which Linears feed weight/grad (LINEAR_SCOPES)
 
     @property
     def digest(self) -> str:
@@ -117,6 +129,21 @@ class ProxyInputs:
         return next(t.dtype for ts in self.tensors.values() for t in ts)
 
 
+def resolve_linear_scope(space: str, scope: str | None) -> str:
+    """The linear scope to use: ``scope``, or the space's default when None.
+
+    Raises:
+        ValueError: An unknown scope, naming the valid ones.
+    """
+    if scope is None:
+        return DEFAULT_LINEAR_SCOPE.get(space, "mixer")
+    if scope not in LINEAR_SCOPES:
+        raise ValueError(
+            f"unknown linear scope {scope!r}; expected one of: {', '.join(LINEAR_SCOPES)}"
+        )
+    return scope
+
+
 def inputs_key(
     space: str,
     config: Mapping[str, Any],
@@ -125,8 +152,9 @@ def inputs_key(
     seed: int,
     batch: InputBatch,
     objective: str | None = None,
+    linear_scope: str | None = None,
 ) -> InputsKey:
-    """Build the :class:`InputsKey` of an extraction (builder and objective resolved)."""
+    """Build the :class:`InputsKey` of an extraction (builder, objective and scope resolved)."""
     from lpzero_queue.benchmarks.builders import resolve_builder
     from lpzero_queue.benchmarks.records import config_hash
 
@@ -144,6 +172,7 @@ def inputs_key(
         seed=seed,
         batch_hash=batch.content_hash,
         objective=resolve_objective(space, objective),
+        linear_scope=resolve_linear_scope(space, linear_scope),
     )
 
 
@@ -175,6 +204,7 @@ def extract_inputs(
     seed: int,
     train: bool = False,
     dtype: torch.dtype = torch.float32,
+    linear_scope: str = "mixer",
 ) -> dict[str, tuple[Tensor, ...]]:
     """Run one forward and one backward pass of ``model`` and read all six inputs.
 
@@ -188,12 +218,14 @@ def extract_inputs(
         seed: Seeds the objective's randomness and, in train mode, dropout.
         train: Run in train mode (dropout active) with a forked, seeded RNG.
         dtype: Storage dtype, one of :data:`STORAGE_DTYPES`.
+        linear_scope: ``"mixer"`` (the token-mixing Linears) or ``"all"`` (every ``nn.Linear``
+            whose weight receives a gradient) feed ``weight`` and ``grad``.
 
     Returns:
         Input name -> tuple of tensors, for every name in ``INPUT_NAMES``.
 
     Raises:
-        ValueError: Unsupported dtype.
+        ValueError: Unsupported dtype or linear scope.
         RuntimeError: The model has no taps of a kind, or a mixer weight received no gradient.
     """
     from lpzero_queue.benchmarks.taps import taps
@@ -213,7 +245,13 @@ def extract_inputs(
         output.retain_grad()
         embedded.append(output)
 
-    linears: list[nn.Linear] = list(model.mixer_linears())  # type: ignore[operator]
+    if linear_scope not in LINEAR_SCOPES:
+        raise ValueError(f"linear scope must be one of {LINEAR_SCOPES}, got {linear_scope!r}")
+    linears: list[nn.Linear] = (
+        list(model.mixer_linears())  # type: ignore[operator]
+        if linear_scope == "mixer"
+        else [m for m in model.modules() if isinstance(m, nn.Linear)]
+    )
     was_training = model.training
     handles = []
     try:
@@ -225,6 +263,8 @@ def extract_inputs(
         with _rng_for(train, seed):
             loss = forward_loss(model, batch, objective=objective, seed=seed)
             loss.backward()
+        if linear_scope == "all":  # Linears outside the loss's graph have no gradient
+            linears = [lin for lin in linears if lin.weight.grad is not None]
         grads = []
         for i, lin in enumerate(linears):
             if lin.weight.grad is None:
@@ -265,6 +305,7 @@ def compute_inputs(
     objective: str | None = None,
     dtype: torch.dtype = torch.float32,
     device: str = "cpu",
+    linear_scope: str | None = None,
 ) -> ProxyInputs:
     """Build one architecture, run it once forward and backward, and return its six inputs.
 
@@ -282,6 +323,7 @@ def compute_inputs(
         dtype: Storage dtype: float32 (default), float16 or bfloat16.
         device: Where the model runs and the inputs stay ("cpu" or "cuda"). Weights are drawn on
             the CPU from the seeded generator first, so every device starts from the same model.
+        linear_scope: Which Linears feed ``weight``/``grad`` (None: the space's default).
 
     Returns:
         The inputs with their key and the wall time spent.
@@ -293,7 +335,15 @@ def compute_inputs(
     from lpzero_queue.benchmarks.builders import build_model
 
     started = time.perf_counter()
-    key = inputs_key(space, config, builder=builder, seed=seed, batch=batch, objective=objective)
+    key = inputs_key(
+        space,
+        config,
+        builder=builder,
+        seed=seed,
+        batch=batch,
+        objective=objective,
+        linear_scope=linear_scope,
+    )
     model = build_model(space, config, builder=key.builder, seed=seed)
     if device != "cpu":
         model = model.to(device)
@@ -310,6 +360,7 @@ def compute_inputs(
             seed=seed,
             train=(space, key.builder) in TRAIN_MODE_BUILDERS,
             dtype=dtype,
+            linear_scope=key.linear_scope,
         )
     finally:
         del model

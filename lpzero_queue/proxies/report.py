@@ -1,8 +1,9 @@
 """Correlation reports: score proxies on a benchmark split, store every evaluation and correlation.
 
-Evaluations already in the database (same proxy, architecture, batch, seed, builder, objective)
-are reused, not recomputed: historical results are the point of the database. Every figure is
-stored with how it was obtained (split, seeds, batch hashes, builder, objective).
+Evaluations already in the database (same proxy, architecture, batch, seed, builder, objective,
+linear scope) are reused, not recomputed: historical results are the point of the database. Every
+figure is stored with how it was obtained (split, seeds, batch hashes, builder, objective, linear
+scope).
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ def run_report(
                     metric=metric,
                     builder=setup.builder,
                     objective=setup.objective,
+                    linear_scope=setup.linear_scope,
                     seeds=list(seeds),
                     batch_hashes=[hashes[sd] for sd in seeds],
                     n=row.n,

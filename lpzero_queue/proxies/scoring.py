@@ -30,6 +30,8 @@ class ScoringSetup:
     objective: str
     batch_size: int
     seq_len: int
+    # Which Linears feed the weight/grad inputs: "mixer" (token-mixing) or "all".
+    linear_scope: str = "mixer"
 
     @classmethod
     def resolve(
@@ -40,9 +42,10 @@ class ScoringSetup:
         objective: str | None = None,
         batch_size: int | None = None,
         seq_len: int | None = None,
+        linear_scope: str | None = None,
     ) -> ScoringSetup:
         """Fill in the space's defaults and validate (ValueError naming valid values)."""
-        from lpzero_queue.proxies.inputs import DEFAULT_BATCH
+        from lpzero_queue.proxies.inputs import DEFAULT_BATCH, resolve_linear_scope
 
         default_b, default_t = DEFAULT_BATCH[space]
         return cls(
@@ -51,6 +54,7 @@ class ScoringSetup:
             objective=resolve_objective(space, objective),
             batch_size=batch_size or default_b,
             seq_len=seq_len or default_t,
+            linear_scope=resolve_linear_scope(space, linear_scope),
         )
 
 
@@ -135,6 +139,7 @@ def score_unit(unit: WorkUnit, cache: InputCache, device: str = "cpu") -> list[S
                 seed=unit.seed,
                 batch_hash=batch.content_hash,
                 objective=setup.objective,
+                linear_scope=setup.linear_scope,
             )
             try:
                 inputs = cache.get_or_compute(
@@ -148,6 +153,7 @@ def score_unit(unit: WorkUnit, cache: InputCache, device: str = "cpu") -> list[S
                         batch=batch,
                         objective=setup.objective,
                         device=device,
+                        linear_scope=setup.linear_scope,
                     ),
                 )
             except Exception as exc:  # a model that cannot run is a result, not a crash

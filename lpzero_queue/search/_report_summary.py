@@ -90,7 +90,7 @@ def summary_markdown(
         c0 = data.held_out[0].correlation
         lines += [
             f"Split `{c0.split}`, metric {c0.metric}, builder {c0.builder}, objective "
-            f"{c0.objective}, seeds {list(c0.seeds)}, batches "
+            f"{c0.objective}, linear scope {c0.linear_scope}, seeds {list(c0.seeds)}, batches "
             f"{', '.join(h[:12] for h in c0.batch_hashes or [])}.",
             "",
             "| proxy | n | spearman | kendall | within_kendall | top10 |",

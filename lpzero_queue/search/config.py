@@ -44,7 +44,7 @@ _MIN_INT: dict[str, int] = {
     "max_draws_factor": 1,
 }
 _OPTIONAL_POSITIVE_INT = ("batch_size", "seq_len")
-_OPTIONAL_STR = ("builder", "objective")
+_OPTIONAL_STR = ("builder", "objective", "linear_scope")
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,9 @@ class SearchConfig:
     seed: int = 0  # run seed: SeedSequence([seed, generation, slot]) drives every individual
     builder: str | None = None  # model builder; None: the benchmark's default
     objective: str | None = None  # loss of the backward pass; None: the benchmark's default
+    # Linears feeding weight/grad ("mixer" or "all"); None: the benchmark's default. A stored run
+    # config without this key predates it and used "mixer".
+    linear_scope: str | None = None
     batch_size: int | None = None  # None: the benchmark's default
     seq_len: int | None = None  # None: the benchmark's default
     inputs: tuple[str, ...] | None = None  # input names genes may take; None: every input

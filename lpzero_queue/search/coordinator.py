@@ -85,6 +85,7 @@ def create_run(sessions: sessionmaker[Session], bench_name: str, config: SearchC
                 objective=config.objective,
                 batch_size=config.batch_size,
                 seq_len=config.seq_len,
+                linear_scope=config.linear_scope,
             )
         except ValueError as exc:
             raise LpzqError(str(exc)) from None
@@ -95,6 +96,7 @@ def create_run(sessions: sessionmaker[Session], bench_name: str, config: SearchC
                 "objective": setup.objective,
                 "batch_size": setup.batch_size,
                 "seq_len": setup.seq_len,
+                "linear_scope": setup.linear_scope,
             }
         )
         run = SearchRun(
@@ -127,6 +129,8 @@ def load_context(sessions: sessionmaker[Session], run_id: int) -> RunContext:
             objective=config.objective,
             batch_size=config.batch_size,
             seq_len=config.seq_len,
+            # Runs recorded before the setting existed used the token-mixing Linears.
+            linear_scope=run.config.get("linear_scope", "mixer"),
         )
         split = SplitSpec(config.split, config.sample, config.seed)
         archs = s.scalars(select(Architecture).where(Architecture.benchmark_id == bench.id)).all()

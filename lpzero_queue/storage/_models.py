@@ -57,6 +57,8 @@ INDIVIDUAL_STATUSES = ("ok", "pruned", "nonfinite", "constant", "error", "timeou
 JOB_STATUSES = ("pending", "running", "completed", "failed", "timeout", "cancelled")
 UNIT_STATUSES = ("pending", "running", "done", "failed")
 UNIT_KINDS = ("proxy", "train")
+# Which Linears feed the weight/grad proxy inputs (proxies.inputs.LINEAR_SCOPES).
+LINEAR_SCOPES = ("mixer", "all")
 
 
 def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
@@ -181,8 +183,18 @@ class Evaluation(Base):
 
     __tablename__ = "evaluations"
     __table_args__ = (
-        UniqueConstraint("proxy_id", "architecture_id", "batch_id", "seed", "builder", "objective"),
+        UniqueConstraint(
+            "proxy_id",
+            "architecture_id",
+            "batch_id",
+            "seed",
+            "builder",
+            "objective",
+            "linear_scope",
+            name="uq_evaluations_unit",
+        ),
         _one_of("status", EVALUATION_STATUSES, "status"),
+        _one_of("linear_scope", LINEAR_SCOPES, "linear_scope"),
         CheckConstraint("status = 'ok' OR score IS NULL", name="score_only_when_ok"),
         Index(None, "status", "lease_expires_at"),
     )
@@ -200,6 +212,8 @@ class Evaluation(Base):
     builder: Mapped[str] = mapped_column(String(32))
     # The loss whose backward gave the gradients ("ones", "mlm", "lm").
     objective: Mapped[str] = mapped_column(String(16))
+    # Which Linears fed the weight/grad inputs: "mixer" (token-mixing) or "all".
+    linear_scope: Mapped[str] = mapped_column(String(16), server_default="mixer")
     score: Mapped[float | None] = mapped_column(Double)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
@@ -217,6 +231,7 @@ class Correlation(Base):
     """A rank correlation of a proxy with a benchmark's ground truth, and how it was obtained."""
 
     __tablename__ = "correlations"
+    __table_args__ = (_one_of("linear_scope", LINEAR_SCOPES, "linear_scope"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     proxy_id: Mapped[int] = mapped_column(ForeignKey("proxies.id", ondelete="CASCADE"), index=True)
@@ -228,6 +243,7 @@ class Correlation(Base):
     metric: Mapped[str] = mapped_column(String(64))
     builder: Mapped[str] = mapped_column(String(32))
     objective: Mapped[str] = mapped_column(String(16))
+    linear_scope: Mapped[str] = mapped_column(String(16), server_default="mixer")
     seeds: Mapped[list[int]] = mapped_column(JsonType, default=list)
     batch_hashes: Mapped[list[str]] = mapped_column(JsonType, default=list)
     n: Mapped[int] = mapped_column(Integer)

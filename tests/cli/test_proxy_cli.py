@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import run_lpzq
@@ -10,15 +13,39 @@ SMALL = ("--split", "search", "--search-size", "5", "--batch-size", "2", "--seq-
 
 
 @pytest.mark.slow
-def test_eval_named_proxy_prints_provenance_and_baselines(cli_env: dict[str, str]) -> None:
+def test_eval_named_proxy_prints_provenance_and_baselines(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
     out = run_lpzq("proxy", "eval", "lpzero-gpt2", "--bench", "gpt2-wt103", *SMALL, env=cli_env)
     assert out.returncode == 0, out.stderr
     assert "loaded the shipped benchmark 'gpt2-wt103'" in out.stdout
     header = next(line for line in out.stdout.splitlines() if line.startswith("gpt2-wt103:"))
-    for part in ("search split", "n=5", "seeds [0]", "builder gpt2", "objective lm", "batch 2x16"):
+    parts = ("search split", "n=5", "seeds [0]", "builder gpt2", "objective lm", "batch 2x16")
+    for part in (*parts, "linear scope mixer"):
         assert part in header, (part, header)
     for name in ("lpzero-gpt2", "params", "nonembedding_params", "n_layers", "layers_x_hidden"):
         assert any(line.startswith(name) for line in out.stdout.splitlines()), name
+    # Another linear scope is another setup: computed and stored beside the first.
+    every = run_lpzq(
+        "proxy",
+        "eval",
+        "lpzero-gpt2",
+        "--bench",
+        "gpt2-wt103",
+        *SMALL,
+        "--linear-scope",
+        "all",
+        env=cli_env,
+    )
+    assert every.returncode == 0, every.stderr
+    assert "linear scope all" in every.stdout
+    db = next((tmp_path / "data").rglob("lpzq.sqlite3"))
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT c.linear_scope, COUNT(*) FROM evaluations c JOIN proxies p ON p.id = c.proxy_id"
+            " WHERE p.name = 'lpzero-gpt2' GROUP BY c.linear_scope ORDER BY 1"
+        ).fetchall()
+    assert rows == [("all", 5), ("mixer", 5)]
 
 
 @pytest.mark.parametrize(
@@ -44,3 +71,19 @@ def test_bad_builder_is_a_one_line_error(cli_env: dict[str, str]) -> None:
     )
     assert out.returncode == 1
     assert "unknown builder 'tf' for flexibert; valid: faithful, lpzero" in out.stderr
+
+
+def test_bad_linear_scope_is_a_one_line_error(cli_env: dict[str, str]) -> None:
+    out = run_lpzq(
+        "proxy",
+        "eval",
+        "params",
+        "--bench",
+        "flexibert",
+        "--linear-scope",
+        "every",
+        *SMALL,
+        env=cli_env,
+    )
+    assert out.returncode == 1
+    assert "unknown linear scope 'every'; expected one of: mixer, all" in out.stderr

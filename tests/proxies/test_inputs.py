@@ -305,6 +305,7 @@ def test_key_digest_is_sha256_of_canonical_json(fb_batch: InputBatch) -> None:
             "batch_hash": key.batch_hash,
             "builder": key.builder,
             "config_hash": key.config_hash,
+            "linear_scope": "mixer",
             "objective": key.objective,
             "seed": 7,
             "space": "flexibert",
@@ -315,6 +316,55 @@ def test_key_digest_is_sha256_of_canonical_json(fb_batch: InputBatch) -> None:
     fixed = InputsKey("gpt2", "c" * 64, "gpt2", 0, "b" * 64, "lm")
     assert fixed.digest == FIXED_DIGEST  # stable across processes and versions
     assert InputsKey("gpt2", "c" * 64, "gpt2", 1, "b" * 64, "lm").digest != fixed.digest
+    every = InputsKey("gpt2", "c" * 64, "gpt2", 0, "b" * 64, "lm", linear_scope="all")
+    assert every.digest != fixed.digest
 
 
-FIXED_DIGEST = "d1a0f7ec8df321ade47a86176559f6b11e5f687ca141632d762b3e4ac88dabdb"
+@pytest.mark.parametrize("space", ["flexibert", "gpt2"])
+def test_linear_scope_all_takes_every_linear_with_a_gradient(
+    space: str, fb_batch: InputBatch, gpt2_batch: InputBatch, gpt2_records: list[Any]
+) -> None:
+    batch = fb_batch if space == "flexibert" else gpt2_batch
+    config = FLEXI_CONFIGS["sdp_wma_dft"] if space == "flexibert" else gpt2_records[1].config
+    mixer = compute_inputs(space, config, builder=None, seed=3, batch=batch)
+    every = compute_inputs(space, config, builder=None, seed=3, batch=batch, linear_scope="all")
+    assert (mixer.key.linear_scope, every.key.linear_scope) == ("mixer", "all")
+    assert mixer.key.digest != every.key.digest
+    # Reference: the same model, one backward, every nn.Linear whose weight got a gradient.
+    model = build_model(space, config, seed=3)
+    extract_inputs(model, batch, objective=every.key.objective, seed=3)  # clears grads after
+    from lpzero_queue.proxies.objective import forward_loss
+
+    forward_loss(model, batch, objective=every.key.objective, seed=3).backward()
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.weight.grad is not None]
+    assert len(every.tensors["weight"]) == len(linears) > len(mixer.tensors["weight"])
+    for got, lin in zip(every.tensors["weight"], linears, strict=True):
+        assert torch.equal(got, lin.weight.detach())
+    for got, lin in zip(every.tensors["grad"], linears, strict=True):
+        assert lin.weight.grad is not None and torch.equal(got, lin.weight.grad)
+    # The token-mixing weights are among them; the other inputs do not depend on the scope.
+    every_ids = {t.data_ptr() for t in every.tensors["weight"]}
+    assert len(every_ids) == len(every.tensors["weight"])  # copies, not shared storage
+    mixer_set = {tuple(t.flatten()[:8].tolist()) for t in mixer.tensors["weight"]}
+    assert mixer_set <= {tuple(t.flatten()[:8].tolist()) for t in every.tensors["weight"]}
+    for name in ("act", "head", "softmax", "jacobs"):
+        assert all(
+            torch.equal(a, b) for a, b in zip(mixer.tensors[name], every.tensors[name], strict=True)
+        )
+
+
+def test_unknown_linear_scope_names_the_valid_ones(fb_batch: InputBatch) -> None:
+    with pytest.raises(
+        ValueError, match="unknown linear scope 'every'; expected one of: mixer, all"
+    ):
+        inputs_key(
+            "flexibert",
+            FLEXI_CONFIGS["dct_dsc"],
+            builder=None,
+            seed=0,
+            batch=fb_batch,
+            linear_scope="every",
+        )
+
+
+FIXED_DIGEST = "f1dcf6961f35540df2a80fd8b85a01eb7667e5d79cb0fd455cf605edaaee3a48"

@@ -120,6 +120,10 @@ def test_evaluation_unit_of_work_is_unique(sessions: sessionmaker[Session]) -> N
         s.add(_evaluation(p, a, b, seed=0, builder="faithful"))
     with transaction(sessions) as s:  # another seed is another unit
         s.add(_evaluation(p, a, b, seed=1, builder="faithful"))
+    with transaction(sessions) as s:  # so is another linear scope (default: mixer)
+        s.add(_evaluation(p, a, b, seed=0, builder="faithful", linear_scope="all"))
+    with pytest.raises(IntegrityError), transaction(sessions) as s:
+        s.add(_evaluation(p, a, b, seed=0, builder="faithful", linear_scope="every"))
 
 
 def test_score_is_null_unless_ok(sessions: sessionmaker[Session]) -> None:

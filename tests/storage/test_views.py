@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from lpzero_queue.storage import (
@@ -193,19 +193,21 @@ def test_run_progress_counts_each_generation(migrated_engine: Engine) -> None:
     ]
 
 
-def test_views_survive_upgrade_from_0001_and_downgrade(engine: Engine) -> None:
-    upgrade(engine, "0001")
-    _seed(engine)  # rows written at the previous revision
+def test_views_and_rows_survive_downgrade_to_0001_and_upgrade(engine: Engine) -> None:
+    upgrade(engine)
+    _seed(engine)
+    assert len(_rows(engine, "SELECT * FROM v_proxy_leaderboard")) == 3
+    downgrade(engine, "0001")  # through 0003 (drops linear_scope) and 0002 (drops the views)
+    insp = inspect(engine)
+    assert VIEWS.isdisjoint(insp.get_view_names())
+    assert "linear_scope" not in {c["name"] for c in insp.get_columns("correlations")}
+    assert len(_rows(engine, "SELECT * FROM correlations")) == 6  # the data stayed
     upgrade(engine)
     assert current_revision(engine) == head_revision()
     assert set(inspect(engine).get_view_names()) >= VIEWS
-    assert len(_rows(engine, "SELECT * FROM v_proxy_leaderboard")) == 3
-    downgrade(engine, "0001")
-    insp = inspect(engine)
-    assert VIEWS.isdisjoint(insp.get_view_names())
-    assert len(_rows(engine, "SELECT * FROM correlations")) == 6  # the data stayed
-    upgrade(engine)
     assert len(_rows(engine, "SELECT * FROM v_run_progress")) == 3
+    scopes = _rows(engine, "SELECT DISTINCT linear_scope FROM v_proxy_leaderboard")
+    assert [tuple(r) for r in scopes] == [("mixer",)]  # rows of before 0003 came from mixers
 
 
 def test_views_are_readable_through_a_session(migrated_engine: Engine) -> None:
@@ -213,3 +215,30 @@ def test_views_are_readable_through_a_session(migrated_engine: Engine) -> None:
     with Session(migrated_engine) as s:
         best = s.execute(text("SELECT MAX(best_fitness) FROM v_run_progress")).scalar_one()
     assert best == pytest.approx(0.9)
+
+
+def test_leaderboard_keeps_one_row_per_linear_scope(migrated_engine: Engine) -> None:
+    ids = _seed(migrated_engine)
+    sessions = sessionmaker(migrated_engine, expire_on_commit=False)
+    with transaction(sessions) as s:
+        bench_id = s.scalar(select(Benchmark.id))
+        s.add(
+            Correlation(
+                proxy_id=ids["expr"],
+                benchmark_id=bench_id,
+                split="test:first50",
+                metric="glue",
+                builder="faithful",
+                objective="ones",
+                linear_scope="all",
+                n=450,
+                kendall=0.2,
+                computed_at=T0 + dt.timedelta(hours=5),  # newest, but another scope
+            )
+        )
+    rows = _rows(
+        migrated_engine,
+        "SELECT linear_scope, kendall FROM v_proxy_leaderboard "
+        f"WHERE proxy_id = {ids['expr']} AND builder = 'faithful' ORDER BY linear_scope",
+    )
+    assert rows == [("all", 0.2), ("mixer", 0.70)]
