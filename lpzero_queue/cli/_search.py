@@ -92,6 +92,11 @@ def search_start(
     linear_scope: str | None = typer.Option(
         None, "--linear-scope", help="Linears feeding weight/grad: mixer or all."
     ),
+    reductions: str = typer.Option(
+        "mean",
+        "--reductions",
+        help="Reductions over layers the GP may use, comma-separated: mean (published), total.",
+    ),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Proxy batch size."),
     seq_len: int | None = typer.Option(None, "--seq-len", help="Proxy sequence length."),
 ) -> None:
@@ -120,6 +125,7 @@ def search_start(
                 builder=builder,
                 objective=objective,
                 linear_scope=linear_scope,
+                reductions=[r.strip() for r in reductions.split(",")],
                 batch_size=batch_size,
                 seq_len=seq_len,
             )

@@ -92,6 +92,9 @@ class SearchConfig:
     batch_size: int | None = None  # None: the benchmark's default
     seq_len: int | None = None  # None: the benchmark's default
     inputs: tuple[str, ...] | None = None  # input names genes may take; None: every input
+    # Reductions over layer pairs the GP may choose ("mean" published, "total" = sum, which keeps
+    # depth). ("mean",) = the published search space: genotypes carry no reduce gene.
+    reductions: tuple[str, ...] = ("mean",)
     # A generation stops drawing after per_generation * max_draws_factor statically pruned or
     # valid draws (a converged population yields mostly duplicates); it then has fewer children.
     max_draws_factor: int = 50
@@ -142,6 +145,23 @@ class SearchConfig:
                 )
         if self.inputs is not None:
             self._check_inputs()
+        self._check_reductions()
+
+    def _check_reductions(self) -> None:
+        value = self.reductions
+        if value == ("mean",):  # the default: no need to import the registry
+            return
+        from lpzero_queue.proxies.operators import REDUCTIONS  # lazy: imports torch
+
+        ok = isinstance(value, tuple | list) and not isinstance(value, str)
+        if ok:
+            object.__setattr__(self, "reductions", tuple(value))
+            ok = bool(value) and len(set(value)) == len(value) and set(value) <= set(REDUCTIONS)
+        if not ok:
+            raise ValueError(
+                f"invalid search setting 'reductions': {value!r}; valid: a non-empty list of "
+                f"distinct names from {', '.join(REDUCTIONS)}"
+            )
 
     def _check_inputs(self) -> None:
         from lpzero_queue.proxies.operators import INPUT_NAMES  # lazy: imports torch
@@ -179,6 +199,7 @@ class SearchConfig:
         """The configuration as a JSON-compatible dict (every key, defaults included)."""
         out = dataclasses.asdict(self)
         out["inputs"] = None if self.inputs is None else list(self.inputs)
+        out["reductions"] = list(self.reductions)
         return out
 
     @classmethod
@@ -196,8 +217,9 @@ class SearchConfig:
                     f"unknown search setting {key!r}; valid settings: {', '.join(known)}"
                 )
         values = dict(data)
-        if isinstance(values.get("inputs"), list):
-            values["inputs"] = tuple(values["inputs"])
+        for key in ("inputs", "reductions"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
         return cls(**values)
 
 

@@ -175,7 +175,10 @@ def plan_initial(
                 f"initial population: {valid} of {needed} valid candidates in {max_draws} draws"
             )
         g = random_genotype(
-            individual_rng(run_seed, 0, slot), config.unary_per_branch, inputs=config.inputs
+            individual_rng(run_seed, 0, slot),
+            config.unary_per_branch,
+            inputs=config.inputs,
+            reductions=config.reductions,
         )
         candidate = _candidate(config, run_seed, 0, slot, g, (), local)
         planned.append(candidate)

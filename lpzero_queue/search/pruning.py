@@ -14,7 +14,10 @@ self-inverse pairs collapsed, commutative branches ordered):
   on one branch only and ranks like that single branch (up to sign), so the constant branch is a
   wasted half of the expression. It is rejected always, without checking whether the single
   branch was already evaluated: single-branch rankings remain reachable through two live branches
-  (e.g. ``sum(x, x)``), and the check would need a model-aware notion of list lengths;
+  (e.g. ``sum(x, x)``), and the check would need a model-aware notion of list lengths.
+  Under the ``total`` reduction the rule fires for ``product`` only: ``total(sum(c, x))`` is
+  ``n * c + sum(x)`` over the ``n`` pairs, which adds the depth to the single branch (a different
+  ranking), while ``total(product(c, x))`` is ``c * sum(x)`` and ranks like one branch;
 - ``duplicate``: the canonical text was already evaluated in this run (``seen``).
 
 Dynamic rules, on the probe set (the first ``probe_size`` architectures of the fitness sample):
@@ -109,7 +112,8 @@ def static_prune(expr: Expression, seen: Collection[str], *, rps: bool = True) -
         return PruneDecision(rule, canonical)
     left = constant_branch_value(canonical.left)
     right = constant_branch_value(canonical.right)
-    if (left is None) != (right is None):
+    one_constant = (left is None) != (right is None)
+    if one_constant and (canonical.reduce == "mean" or canonical.binary == "product"):
         return PruneDecision("constant_branch", canonical)
     if format_expression(canonical) in seen:
         return PruneDecision("duplicate", canonical)

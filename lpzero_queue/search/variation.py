@@ -43,6 +43,7 @@ def mutate(
     p: float,
     *,
     inputs: Sequence[str] | None = None,
+    reductions: Sequence[str] | None = None,
 ) -> Genotype:
     """Resample each gene with probability ``p`` from the names of its own kind.
 
@@ -54,13 +55,14 @@ def mutate(
         rng: The generator (one uniform draw per gene, then one draw per resampled gene).
         p: Per-gene resampling probability.
         inputs: Input names an input gene may take; None: every registered input.
+        reductions: Reductions a reduce gene may take; None: every registered reduction.
 
     Returns:
         The mutated genotype.
     """
     resample = rng.random(len(g.genes)) < p
     genes = [
-        sample_gene(kind, rng, inputs) if r else value
+        sample_gene(kind, rng, inputs, reductions) if r else value
         for kind, value, r in zip(g.kinds, g.genes, resample, strict=True)
     ]
     return Genotype(tuple(genes))
@@ -77,7 +79,8 @@ def make_child(
     Args:
         parents: Exactly two parent genotypes.
         rng: The child's own generator.
-        config: Supplies ``crossover_p``, ``mutation_p``, ``mutation_apply_p`` and ``inputs``.
+        config: Supplies ``crossover_p``, ``mutation_p``, ``mutation_apply_p``, ``inputs`` and
+            ``reductions``.
 
     Returns:
         The child genotype.
@@ -86,5 +89,7 @@ def make_child(
         raise ValueError(f"make_child needs two parents, got {len(parents)}")
     child = crossover(parents[0], parents[1], rng, config.crossover_p)
     if rng.random() < config.mutation_apply_p:
-        child = mutate(child, rng, config.mutation_p, inputs=config.inputs)
+        child = mutate(
+            child, rng, config.mutation_p, inputs=config.inputs, reductions=config.reductions
+        )
     return child

@@ -8,6 +8,7 @@ probe scores are drawn to correlate with the truth at about that fitness, and 5%
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -30,7 +31,7 @@ from lpzero_queue.search.generation import (
     plan_generation,
     plan_initial,
 )
-from lpzero_queue.search.genotype import Genotype
+from lpzero_queue.search.genotype import Genotype, has_reduce_gene
 from lpzero_queue.search.pruning import dynamic_prune
 from lpzero_queue.search.selection import Member
 
@@ -92,8 +93,9 @@ def store(state: dict[str, Any]) -> str:
 
 
 @functools.cache
-def parse_genotype(text: str) -> Genotype:
-    return Genotype.parse(text)  # cached: the "stored" state is re-read at every step
+def parse_genotype(text: str, reduce_gene: bool = False) -> Genotype:
+    # cached: the "stored" state is re-read at every step
+    return Genotype.from_expression(parse_expression(text), reduce_gene=reduce_gene)
 
 
 @functools.cache
@@ -101,8 +103,11 @@ def canonical_text(text: str) -> str:
     return format_expression(canonicalize(parse_expression(text)))
 
 
-def load_population(state: dict[str, Any]) -> Population:
-    return tuple(Member(g, s, parse_genotype(text), f) for g, s, text, f in state["population"])
+def load_population(state: dict[str, Any], config: SearchConfig) -> Population:
+    gene = has_reduce_gene(config.reductions)
+    return tuple(
+        Member(g, s, parse_genotype(text, gene), f) for g, s, text, f in state["population"]
+    )
 
 
 def load_seen(state: dict[str, Any]) -> set[str]:
@@ -111,7 +116,7 @@ def load_seen(state: dict[str, Any]) -> set[str]:
 
 def step(state: dict[str, Any], config: SearchConfig, seed: int, order_seed: int) -> dict[str, Any]:
     """One coordinator step (an initial round or a generation), from stored state only."""
-    population = load_population(state)
+    population = load_population(state, config)
     seen = load_seen(state)
     generation = state["generation"]
     if generation == 0:
@@ -219,7 +224,7 @@ def test_plan_initial_is_deterministic_and_slot_wise() -> None:
 
 def test_plan_generation_is_independent_of_call_order() -> None:
     state = run(SMALL, seed=5, stop_after=2)
-    population = load_population(state)
+    population = load_population(state, SMALL)
     seen = load_seen(state)
     first = [plan_generation(population, SMALL, 5, g, seen=seen) for g in (3, 4)]
     second = [plan_generation(population, SMALL, 5, g, seen=seen) for g in (4, 3)][::-1]
@@ -253,7 +258,13 @@ def test_merge_skips_failures_and_is_order_free() -> None:
 
 
 def test_config_round_trips_and_rejects_bad_values() -> None:
-    config = SearchConfig(selection="tournament", inputs=("act", "head"), builder="faithful")
+    config = SearchConfig(
+        selection="tournament",
+        inputs=("act", "head"),
+        builder="faithful",
+        reductions=("mean", "total"),
+        linear_scope="all",
+    )
     assert SearchConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert SearchConfig.from_dict({}) == SearchConfig()
     with pytest.raises(ValueError, match="unknown search setting 'popsize'; valid settings: "):
@@ -268,8 +279,20 @@ def test_config_round_trips_and_rejects_bad_values() -> None:
         ({"inputs": ["act", "nope"]}, "'inputs'"),
         ({"batch_size": 0}, "'batch_size'"),
         ({"rps": "yes"}, "'rps'"),
+        ({"reductions": ["total", "sum"]}, "'reductions'.*distinct names from mean, total"),
+        ({"reductions": []}, "'reductions'"),
+        ({"reductions": "total"}, "'reductions'"),
     ]
     for values, message in bad:
         with pytest.raises(ValueError, match=message):
             SearchConfig.from_dict(values)
     assert [SMALL.children_in(g) for g in range(1, SMALL.generations + 1)] == [8] * 7 + [4]
+
+
+def test_search_with_a_free_reduction_is_deterministic_and_uses_both() -> None:
+    config = dataclasses.replace(SMALL, reductions=("mean", "total"))
+    a = run(config, seed=5, order_seed=1)
+    assert run(config, seed=5, order_seed=2) == a
+    texts = [text for _, _, text, _ in a["planned"]]
+    assert any(t.startswith("total(") for t in texts)
+    assert any(not t.startswith("total(") for t in texts)

@@ -120,3 +120,37 @@ def test_random_valid_genotype_samples_until_valid() -> None:
     assert g.genes[-1] == "product" and g.genes[0] == "act"
     with pytest.raises(RuntimeError, match="no valid genotype"):
         random_valid_genotype(rng, 2, lambda g: False, max_draws=20)
+
+
+def test_reduce_gene_layout_and_round_trip() -> None:
+    assert gene_kinds(1, reduce=True) == ("input", "unary", "input", "unary", "binary", "reduce")
+    assert gene_names(0, reduce=True)[-2:] == ("binary", "reduce")
+    text = "total(sum(l1_norm(square(weight)), square(softmax(grad))))"
+    g = Genotype.parse(text)
+    assert g.has_reduce and g.k == 2 and g.genes[-2:] == ("sum", "total")
+    assert str(g) == text and Genotype(g.genes) == g
+    # A mean genotype may carry the gene too (a search that lets the reduction vary).
+    mean = Genotype.from_expression(parse_expression(LPZERO_GPT2), reduce_gene=True)
+    assert mean.genes[-1] == "mean" and str(mean) == LPZERO_GPT2
+    assert mean.to_expression() == Genotype.parse(LPZERO_GPT2).to_expression()
+    with pytest.raises(ValueError, match="needs a reduce gene"):
+        Genotype.from_expression(parse_expression(text), reduce_gene=False)
+    with pytest.raises(ValueError, match="gene reduce must be a registered reduce name"):
+        Genotype((*g.genes[:-1], "median"))
+
+
+def test_reduce_gene_is_drawn_only_when_the_reduction_may_vary() -> None:
+    plain = [random_genotype(np.random.default_rng(s), 2) for s in range(20)]
+    mean_only = [
+        random_genotype(np.random.default_rng(s), 2, reductions=("mean",)) for s in range(20)
+    ]
+    assert plain == mean_only  # the published space draws exactly as before
+    both = [
+        random_genotype(np.random.default_rng(s), 2, reductions=("mean", "total"))
+        for s in range(200)
+    ]
+    assert all(g.has_reduce for g in both)
+    counts = Counter(g.genes[-1] for g in both)
+    assert set(counts) == {"mean", "total"} and min(counts.values()) > 60
+    only_total = random_genotype(np.random.default_rng(0), 1, reductions=("total",))
+    assert only_total.to_expression().reduce == "total"

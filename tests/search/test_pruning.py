@@ -157,3 +157,12 @@ def test_rule_status() -> None:
     }
     with pytest.raises(ValueError, match="unknown pruning rule"):
         rule_status("vibes")
+
+
+def test_constant_branch_under_total_fires_for_product_only() -> None:
+    # total(sum(c, x)) = n * c + sum(x): the constant adds the depth, a ranking of its own.
+    for binary in ("sum", "difference"):
+        expr = parse_expression(f"total({binary}(softmax(mean(act)), square(head)))")
+        assert static_prune(expr, set()).rule is None
+    expr = parse_expression("total(product(softmax(mean(act)), square(head)))")
+    assert static_prune(expr, set()).rule == "constant_branch"
