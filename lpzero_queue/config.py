@@ -15,7 +15,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lpzero_queue.errors import ConfigError
 
@@ -53,17 +60,71 @@ class Settings(BaseModel):
     cache_dir: Path = Field(default_factory=default_cache_dir)
     # "auto" picks CUDA when a GPU is visible to the worker, else CPU.
     device: Device = "auto"
-    # Threads per torch process; 0 lets torch decide.
+    # Intra-op torch threads of every scoring process (in-process children, worker children);
+    # 0 means 1. Float reductions depend on it, so it is recorded with each result.
     torch_threads: int = Field(default=0, ge=0)
     # RAM for cached proxy inputs (split over local processes); evictions spill to disk.
     input_cache_gb: float = Field(default=6.0, gt=0)
     # Scoring processes of the embedded default, one torch thread each; 0 = one per core (max 4).
     local_processes: int = Field(default=0, ge=0)
 
+    # Distributed execution (coordinator and workers must agree on these).
+    # A scoring unit past the soft limit stops with its proxies recorded as ``timeout``.
+    celery_soft_time_limit_s: int = Field(default=1800, gt=0)
+    # A unit still running at the hard limit has its child killed: an infrastructure failure.
+    celery_hard_time_limit_s: int = Field(default=2100, gt=0)
+    # Redis redelivers unacknowledged messages after this; 0 = hard limit + 900 s. It must
+    # exceed the hard limit, or a long unit runs twice.
+    celery_visibility_timeout_s: int = Field(default=0, ge=0)
+    # A unit's lease lasts this long unless its worker renews it (a dead worker's unit is
+    # re-sent after it); the coordinator's value travels with each task.
+    celery_lease_s: float = Field(default=60.0, gt=0)
+    # Seconds between lease renewals; 0 = a third of the lease. Must be below the lease.
+    celery_heartbeat_s: float = Field(default=0.0, ge=0)
+    # Leases per unit and coordinator request before it is a failed unit (infrastructure
+    # failures only; a rerun or resume gives a failed unit this many attempts again).
+    celery_max_attempts: int = Field(default=3, ge=1)
+    # Prefix of every Redis key: isolates deployments sharing one Redis.
+    celery_key_prefix: str = ""
+
     @field_validator("database_url", "broker_url")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _consistent_celery_limits(self) -> Settings:
+        soft, hard = self.celery_soft_time_limit_s, self.celery_hard_time_limit_s
+        if soft >= hard:
+            raise ValueError(
+                f"celery_soft_time_limit_s ({soft}) must be below celery_hard_time_limit_s ({hard})"
+            )
+        if self.celery_visibility_timeout_s and self.celery_visibility_timeout_s <= hard:
+            raise ValueError(
+                f"celery_visibility_timeout_s ({self.celery_visibility_timeout_s}) must exceed "
+                f"celery_hard_time_limit_s ({hard}), or long units run twice; 0 derives it"
+            )
+        if self.celery_heartbeat_s and self.celery_heartbeat_s >= self.celery_lease_s:
+            raise ValueError(
+                f"celery_heartbeat_s ({self.celery_heartbeat_s:g}) must be below "
+                f"celery_lease_s ({self.celery_lease_s:g}); 0 means a third of the lease"
+            )
+        return self
+
+    @property
+    def scoring_threads(self) -> int:
+        """Intra-op torch threads of each scoring process: ``torch_threads``, or 1 when 0."""
+        return self.torch_threads or 1
+
+    @property
+    def effective_visibility_timeout_s(self) -> int:
+        """The Redis visibility timeout: the setting, or the hard time limit plus 900 s."""
+        return self.celery_visibility_timeout_s or self.celery_hard_time_limit_s + 900
+
+    @property
+    def effective_heartbeat_s(self) -> float:
+        """Seconds between lease renewals: the setting, or a third of the lease."""
+        return self.celery_heartbeat_s or self.celery_lease_s / 3
 
     @property
     def effective_database_url(self) -> str:
@@ -91,9 +152,16 @@ class Settings(BaseModel):
             "data_dir": str(self.data_dir),
             "cache_dir": str(self.cache_dir),
             "device": self.device,
-            "torch_threads": self.torch_threads,
+            "torch_threads": self.scoring_threads,
             "input_cache_gb": self.input_cache_gb,
             "local_processes": self.effective_local_processes,
+            "celery_soft_time_limit_s": self.celery_soft_time_limit_s,
+            "celery_hard_time_limit_s": self.celery_hard_time_limit_s,
+            "celery_visibility_timeout_s": self.effective_visibility_timeout_s,
+            "celery_lease_s": self.celery_lease_s,
+            "celery_heartbeat_s": self.effective_heartbeat_s,
+            "celery_max_attempts": self.celery_max_attempts,
+            "celery_key_prefix": self.celery_key_prefix,
         }
 
 
@@ -151,8 +219,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         return Settings.model_validate(merged)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "configuration"
+        field = ".".join(str(p) for p in first["loc"])
         valid = ", ".join(sorted(Settings.model_fields))
+        if not field:  # a check across settings: its message names them
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"inconsistent settings: {message}") from exc
         if first["type"] == "extra_forbidden":
             raise ConfigError(f"unknown setting '{field}'; valid settings: {valid}") from exc
         raise ConfigError(f"invalid setting '{field}': {first['msg']}") from exc

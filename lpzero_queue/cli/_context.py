@@ -40,14 +40,21 @@ class Runtime:
         return sessionmaker(self.engine, expire_on_commit=False)
 
     def apply_torch_settings(self) -> None:
-        """Apply the configured torch thread count (0 leaves torch's default)."""
+        """Apply the configured torch thread count to this process (0 leaves torch's default).
+
+        Scoring does not depend on it: every executor scores with ``scoring_threads``.
+        """
         if self.settings.torch_threads:
             import torch
 
             torch.set_num_threads(self.settings.torch_threads)
 
     def executor(self) -> Executor:
-        """The in-process executor on the embedded default; Celery when a broker is set."""
+        """The in-process executor on the embedded default; Celery when a broker is set.
+
+        Both score with ``settings.scoring_threads`` torch threads per process (``torch_threads``,
+        or 1 when 0) and record it with each evaluation.
+        """
         if self.settings.broker_url:
             from lpzero_queue.execution.celery_executor import CeleryExecutor
 
@@ -58,6 +65,7 @@ class Runtime:
             cache_bytes=int(self.settings.input_cache_gb * 2**30),
             spill_dir=self.settings.cache_dir / "inputs",
             processes=self.settings.effective_local_processes,
+            torch_threads=self.settings.scoring_threads,
         )
 
     @property

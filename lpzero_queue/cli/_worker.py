@@ -66,8 +66,10 @@ def worker(
     max_tasks_per_child: int | None = typer.Option(
         None, "--max-tasks-per-child", help="Recycle a child after N tasks (default 200)."
     ),
-    key_prefix: str = typer.Option(
-        "", "--key-prefix", help="Redis key prefix isolating a deployment (tests use it)."
+    key_prefix: str | None = typer.Option(
+        None,
+        "--key-prefix",
+        help="Redis key prefix isolating a deployment (default: the 'celery_key_prefix' setting).",
     ),
     check: bool = typer.Option(
         False, "--check", help="Health check: ping this host's worker through the broker."
@@ -91,10 +93,8 @@ def worker(
     chosen = device or settings.device
     if chosen not in DEVICES:
         raise LpzqError(f"invalid --device {chosen!r}; valid: {', '.join(DEVICES)}")
-    defaults = CeleryOptions()
-    options = CeleryOptions(
-        key_prefix=key_prefix,
-        max_tasks_per_child=max_tasks_per_child or defaults.max_tasks_per_child,
+    options = CeleryOptions.from_settings(
+        settings, key_prefix=key_prefix, max_tasks_per_child=max_tasks_per_child
     )
     app = make_celery(settings, options)
     if check:

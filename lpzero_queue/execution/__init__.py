@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 from lpzero_queue._lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from lpzero_queue.execution.base import Executor
+    from lpzero_queue.execution.base import Executor, UnitFailedError
     from lpzero_queue.execution.celery_app import make_celery
     from lpzero_queue.execution.celery_executor import CeleryExecutor
     from lpzero_queue.execution.local import LocalExecutor
 
-__all__ = ["CeleryExecutor", "Executor", "LocalExecutor", "make_celery"]
+__all__ = ["CeleryExecutor", "Executor", "LocalExecutor", "UnitFailedError", "make_celery"]
 
 __getattr__ = lazy_getattr(
     __name__,
@@ -24,6 +24,7 @@ __getattr__ = lazy_getattr(
         "CeleryExecutor": "celery_executor",
         "Executor": "base",
         "LocalExecutor": "local",
+        "UnitFailedError": "base",
         "make_celery": "celery_app",
     },
     globals(),

@@ -1,18 +1,107 @@
-"""The executor interface: how a coordinator hands units of scoring work out and gets rows back."""
+"""The executor interface and the scoring rule every executor applies.
+
+Both executors score a unit the same way (:func:`score_as_result`): with the same number of torch
+threads (:func:`use_scoring_threads`), and with the same split between a *result* and an
+*infrastructure failure*:
+
+* an exception that says the work itself is wrong (an expression that does not parse, an unknown
+  baseline, a value error inside the scoring code) is a deterministic result: every proxy of the
+  unit gets an ``error`` row, stored like any other and never retried;
+* anything else (out of memory, a killed or vanished process, a lost database or disk) says
+  nothing about the proxies: nothing is stored for the unit, it is retried, and when its
+  attempts are exhausted the executor stops with :class:`UnitFailedError`. Running the command again
+  (``lpzq search resume RUN`` for a search) retries it.
+
+Nothing here imports torch at module level (the worker's parent process imports this module).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
+from lpzero_queue.errors import LpzqError
+
+if TYPE_CHECKING:
+    from lpzero_queue.proxies.cache import InputCache
+    from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
+
+# Exceptions escaping a unit's scoring that are results, not infrastructure failures. The
+# expression parser, the proxy inputs and the baselines raise ValueError subclasses for work
+# that can never succeed; MemoryError, OSError and RuntimeError (CUDA) are not among these.
+DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    LookupError,
+    ArithmeticError,
+    LpzqError,
+)
 
 
 class Executor(Protocol):
     """Runs units of work; results may arrive in any order, each with its unit."""
 
+    # How results were obtained, stored with each evaluation: executor and torch threads
+    # (:func:`executor_label`), since float reductions depend on the thread count.
     name: str
 
     def run(self, units: Sequence[WorkUnit]) -> Iterator[tuple[WorkUnit, list[ScoreRow]]]:
-        """Run ``units`` and yield each with its rows as soon as it is done."""
+        """Run ``units`` and yield each with its rows as soon as it is done.
+
+        Raises:
+            UnitFailedError: a unit failed for infrastructure reasons and has no attempts left.
+        """
         ...
+
+
+class UnitFailedError(LpzqError):
+    """A unit failed for infrastructure reasons; nothing was stored for it."""
+
+
+def describe(unit: WorkUnit) -> str:
+    """A short description of a unit for one-line messages."""
+    proxies = len(unit.expressions) + len(unit.baselines)
+    return (
+        f"{len(unit.archs)} {unit.setup.space} architectures x {proxies} proxies, seed {unit.seed}"
+    )
+
+
+def attempts_text(n: int) -> str:
+    """``1 attempt``, ``3 attempts``."""
+    return f"{n} attempt{'' if n == 1 else 's'}"
+
+
+def executor_label(name: str, threads: int) -> str:
+    """How results were obtained, as stored in ``evaluations.worker``: executor and threads."""
+    return f"{name}:threads={threads}"
+
+
+def error_rows(unit: WorkUnit, message: str, status: str = "error") -> list[ScoreRow]:
+    """One row per (architecture, proxy) of a unit whose scoring raised: ``status``, no score."""
+    from lpzero_queue.proxies.scoring import ScoreRow
+
+    proxies = [*unit.expressions, *unit.baselines]
+    return [ScoreRow(a.id, p, None, status, message) for a in unit.archs for p in proxies]
+
+
+def score_as_result(unit: WorkUnit, cache: InputCache, device: str = "cpu") -> list[ScoreRow]:
+    """Score ``unit``; a deterministic exception becomes ``error`` rows, anything else raises."""
+    from lpzero_queue.proxies.scoring import score_unit
+
+    try:
+        return score_unit(unit, cache, device)
+    except DETERMINISTIC_ERRORS as exc:
+        return error_rows(unit, f"{type(exc).__name__}: {exc}")
+
+
+def use_scoring_threads(threads: int) -> int:
+    """Set this process's intra-op torch threads for scoring; returns the count in force.
+
+    Args:
+        threads: the ``scoring_threads`` of the settings (``torch_threads``, or 1 when 0).
+    """
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()

@@ -28,15 +28,15 @@ TRAIN_TASK_PREFIX = "lpzq.train"
 
 @dataclass(frozen=True)
 class CeleryOptions:
-    """Knobs of the Celery application that are not user settings."""
+    """Knobs of the Celery application; :meth:`from_settings` takes them from the settings."""
 
     # A scoring unit that runs past this gets SoftTimeLimitExceeded and is recorded as a timeout.
     soft_time_limit_s: int = 1800
     # The child is killed at this limit; the lease then expires and the coordinator re-dispatches.
     hard_time_limit_s: int = 2100
     # Redis redelivers unacknowledged messages after this; it must exceed the hard limit, or a
-    # long task runs twice.
-    visibility_margin_s: int = 900
+    # long task runs twice. 0 derives it: the hard limit plus 900 s.
+    visibility_timeout: int = 0
     # Recycle a child after this many tasks (releases leaked host and device memory). Each
     # recycle drops the warm input cache, so it is not small.
     max_tasks_per_child: int = 200
@@ -48,10 +48,35 @@ class CeleryOptions:
     # Give up connecting to the broker after this many tries (at start-up and after a loss).
     broker_max_retries: int = 20
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> CeleryOptions:
+        """The options named by the ``celery_*`` settings; ``overrides`` win (CLI flags)."""
+        values: dict[str, Any] = {
+            "soft_time_limit_s": settings.celery_soft_time_limit_s,
+            "hard_time_limit_s": settings.celery_hard_time_limit_s,
+            "visibility_timeout": settings.celery_visibility_timeout_s,
+            "key_prefix": settings.celery_key_prefix,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
     @property
     def visibility_timeout_s(self) -> int:
-        """Redis visibility timeout: the hard limit plus the margin."""
-        return self.hard_time_limit_s + self.visibility_margin_s
+        """Redis visibility timeout: the explicit value, or the hard limit plus 900 s."""
+        return self.visibility_timeout or self.hard_time_limit_s + 900
+
+    def validate(self) -> None:
+        """Reject limits that break delivery guarantees (LpzqError naming the settings)."""
+        soft, hard = self.soft_time_limit_s, self.hard_time_limit_s
+        if soft >= hard:
+            raise LpzqError(
+                f"celery_soft_time_limit_s ({soft}) must be below celery_hard_time_limit_s ({hard})"
+            )
+        if self.visibility_timeout_s <= hard:
+            raise LpzqError(
+                f"celery_visibility_timeout_s ({self.visibility_timeout_s}) must exceed "
+                f"celery_hard_time_limit_s ({hard}), or long units run twice"
+            )
 
 
 def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> Any:
@@ -69,18 +94,21 @@ def make_celery(settings: Settings, options: CeleryOptions | None = None) -> Cel
     Args:
         settings: the effective settings; ``broker_url`` must be set. ``input_cache_gb`` sizes
             the per-child memory limit.
-        options: time limits, recycling and key prefix; defaults when omitted.
+        options: time limits, recycling and key prefix; from the ``celery_*`` settings when
+            omitted.
 
     Returns:
         The application with the ``lpzq.score_unit`` task registered. No connection is opened.
+
+    Raises:
+        LpzqError: inconsistent time limits (one line naming the settings).
     """
     from lpzero_queue.execution.tasks import register_tasks
 
-    opts = options or CeleryOptions()
+    opts = options or CeleryOptions.from_settings(settings)
     if not settings.broker_url:
         raise ValueError("make_celery needs settings.broker_url")
-    if opts.soft_time_limit_s >= opts.hard_time_limit_s:
-        raise ValueError("the soft time limit must be below the hard time limit")
+    opts.validate()
     app = Celery("lpzero_queue", broker=settings.broker_url, set_as_current=False)
     transport: dict[str, Any] = {"visibility_timeout": opts.visibility_timeout_s}
     if opts.key_prefix:

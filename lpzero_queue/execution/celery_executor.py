@@ -6,8 +6,12 @@ not yet done, then polls the database until every row is ``done`` or ``failed``,
 as soon as its row is done. No chords and no result backend: a lost message or a dead worker only
 delays a row, and the poll loop re-dispatches it:
 
-* a ``running`` row whose lease expired (its worker died) is sent again while attempts remain,
-  and marked ``failed`` when they are exhausted;
+* a ``running`` row whose lease expired (its worker died, or released it after an
+  infrastructure failure) is sent again while attempts remain, and marked ``failed`` when they
+  are exhausted: ``run`` then stops with :class:`UnitFailedError` naming the unit and the reason.
+  Nothing is stored for a failed unit; the next request for it (running the command again,
+  ``lpzq search resume RUN``) reopens it with ``max_attempts`` more attempts (the cap is per
+  request; ``attempts`` only grows, so it stays a fencing token);
 * a ``pending`` row is sent again to the shared queue when none of the run's rows has moved for
   ``pickup_timeout_s`` (its message was lost, e.g. by a Redis restart, or its worker's own queue
   has no consumer any more), waiting twice as long before each further re-send.
@@ -39,6 +43,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lpzero_queue.config import Settings, mask_url
 from lpzero_queue.errors import LpzqError
+from lpzero_queue.execution.base import (
+    UnitFailedError,
+    attempts_text,
+    describe,
+    executor_label,
+)
 from lpzero_queue.execution.celery_app import (
     QUEUE_PROXY,
     TASK_SCORE_UNIT,
@@ -46,7 +56,7 @@ from lpzero_queue.execution.celery_app import (
     check_broker,
     make_celery,
 )
-from lpzero_queue.execution.tasks import DEFAULT_LEASE_S, db_now
+from lpzero_queue.execution.tasks import db_now
 from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
 from lpzero_queue.storage import WorkUnitRow, transaction
 
@@ -67,18 +77,12 @@ def shard_key(unit: WorkUnit) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
-def failed_rows(unit: WorkUnit, error: str) -> list[ScoreRow]:
-    """One row per (architecture, proxy) of a failed unit: ``timeout`` or ``error``, no score."""
-    status = "timeout" if error.startswith("timeout") else "error"
-    proxies = [*unit.expressions, *unit.baselines]
-    return [ScoreRow(a.id, p, None, status, error) for a in unit.archs for p in proxies]
-
-
 @dataclass
 class _Track:
     units: list[WorkUnit]
     key: str
     sent_at: float | None = None  # monotonic time of the last dispatch
+    sent_after: int = -1  # the row's attempts when it was last dispatched
     resends: int = 0
 
 
@@ -92,19 +96,22 @@ class CeleryExecutor:
 
     Args:
         settings: needs ``broker_url``; ``effective_database_url`` travels with each task (a
-            worker with its own ``LPZQ_DATABASE_URL`` uses that instead, e.g. inside compose).
+            worker with its own ``LPZQ_DATABASE_URL`` uses that instead, e.g. inside compose),
+            and so does ``scoring_threads``: workers score with the coordinator's thread count.
+            The ``celery_*`` settings give the defaults of the options below.
         sessions: the coordinator's session factory on the same database.
         options: Celery options (time limits, key prefix); must match the workers'.
-        lease_s: lease length; workers renew it every third of it while computing.
+        lease_s: lease length (``celery_lease_s``).
+        heartbeat_s: seconds between lease renewals (``celery_heartbeat_s``, or a third of
+            ``lease_s``).
         poll_s: seconds between polls of the database.
         pickup_timeout_s: a pending row not picked up within this is sent again.
-        max_attempts: cap on leases per unit (a unit that always kills its worker stops here).
+        max_attempts: leases per unit and request (``celery_max_attempts``); a unit that always
+            kills its worker stops here.
         broker_down_s: give up (LpzqError) when the broker cannot be reached this long.
         timeout_s: give up when the whole run takes longer; None waits forever.
         affinity: route a shard back to the worker that last completed it.
     """
-
-    name = "celery"
 
     def __init__(
         self,
@@ -112,10 +119,11 @@ class CeleryExecutor:
         sessions: sessionmaker[Session],
         *,
         options: CeleryOptions | None = None,
-        lease_s: float = DEFAULT_LEASE_S,
+        lease_s: float | None = None,
+        heartbeat_s: float | None = None,
         poll_s: float = 0.5,
         pickup_timeout_s: float = 120.0,
-        max_attempts: int = 3,
+        max_attempts: int | None = None,
         broker_down_s: float = 120.0,
         timeout_s: float | None = None,
         affinity: bool = True,
@@ -123,10 +131,17 @@ class CeleryExecutor:
         self.settings = settings
         self.sessions = sessions
         self.app = make_celery(settings, options)
-        self.lease_s = lease_s
+        self.torch_threads = settings.scoring_threads
+        self.name = executor_label("celery", self.torch_threads)
+        self.lease_s = settings.celery_lease_s if lease_s is None else lease_s
+        self.heartbeat_s = heartbeat_s or (
+            settings.effective_heartbeat_s if lease_s is None else self.lease_s / 3
+        )
+        if self.heartbeat_s >= self.lease_s:
+            raise ValueError(f"heartbeat_s {self.heartbeat_s} must be below lease_s {self.lease_s}")
         self.poll_s = poll_s
         self.pickup_timeout_s = pickup_timeout_s
-        self.max_attempts = max_attempts
+        self.max_attempts = settings.celery_max_attempts if max_attempts is None else max_attempts
         self.broker_down_s = broker_down_s
         self.timeout_s = timeout_s
         self.affinity = affinity
@@ -144,7 +159,13 @@ class CeleryExecutor:
         check_broker(self.app)
 
     def run(self, units: Sequence[WorkUnit]) -> Iterator[tuple[WorkUnit, list[ScoreRow]]]:
-        """Dispatch ``units`` and yield each with its rows as soon as its row is done."""
+        """Dispatch ``units`` and yield each with its rows as soon as its row is done.
+
+        Raises:
+            UnitFailedError: a unit used up its attempts on infrastructure failures (one line naming
+                the unit and the reason); units finished before it were yielded.
+            LpzqError: the broker stayed unreachable, or ``timeout_s`` passed.
+        """
         if not units:
             return
         self.check_broker()
@@ -163,16 +184,23 @@ class CeleryExecutor:
                 progress_at = now
             last_seen = seen
             finished = [i for i, s in snapshot.items() if s["status"] in ("done", "failed")]
+            failed = []
             for unit_id, rows in self._results(finished, tracks):
                 pending.discard(unit_id)
+                if rows is None:
+                    failed.append(unit_id)
+                    continue
                 for unit in tracks[unit_id].units:
                     yield unit, rows
+            if failed:
+                raise self._failure(failed, tracks)
             if not pending:
                 break
             stalled = now - progress_at > self.pickup_timeout_s
             give_up, send = self._plan(snapshot, pending, tracks, now, stalled=stalled)
             self._give_up(give_up)
-            if self._dispatch(send, tracks):
+            attempts = {i: snapshot[i]["attempts"] for i in send}
+            if self._dispatch(send, tracks, attempts):
                 broker_ok_at = now
             elif now - broker_ok_at > self.broker_down_s:
                 url = mask_url(self.settings.broker_url or "")
@@ -206,7 +234,9 @@ class CeleryExecutor:
             if row["status"] == "running" and row["expired"]:
                 if row["attempts"] >= row["max_attempts"]:
                     give_up.append(unit_id)
-                elif since is None or since > self.lease_s:
+                elif since is None or row["attempts"] > track.sent_after or since > self.lease_s:
+                    # An attempt ended since the last send (its worker died or released the
+                    # lease): send at once; otherwise the last message may be lost.
                     send.append(unit_id)
             elif row["status"] == "pending":
                 wait = self.pickup_timeout_s * 2 ** min(track.resends, 4)
@@ -246,13 +276,22 @@ class CeleryExecutor:
                 s.execute(
                     insert(t).values(values).on_conflict_do_nothing(index_elements=["unit_key"])
                 )
-                # A new request gives units that failed before a fresh set of attempts.
+                # A new request gives units that failed (or used up their attempts under a
+                # coordinator that died) a fresh set of attempts; attempts keep counting, as
+                # (worker, attempts) fences a stale lease holder.
                 s.execute(
                     update(t)
                     .where(t.unit_key.in_(keys), t.status == "failed")
-                    .values(
-                        status="pending", attempts=0, error=None, max_attempts=self.max_attempts
+                    .values(status="pending", max_attempts=t.attempts + self.max_attempts)
+                )
+                s.execute(
+                    update(t)
+                    .where(
+                        t.unit_key.in_(keys),
+                        t.status.in_(("pending", "running")),
+                        t.attempts >= t.max_attempts,
                     )
+                    .values(max_attempts=t.attempts + self.max_attempts)
                 )
                 for unit_id, key in s.execute(select(t.id, t.unit_key).where(t.unit_key.in_(keys))):
                     tracks[unit_id] = _Track(units=by_key[key], key=key)
@@ -278,7 +317,8 @@ class CeleryExecutor:
 
     def _results(
         self, ids: Sequence[int], tracks: dict[int, _Track]
-    ) -> Iterator[tuple[int, list[ScoreRow]]]:
+    ) -> Iterator[tuple[int, list[ScoreRow] | None]]:
+        """Rows of each finished id; None for a failed unit (no rows: not a result)."""
         t = WorkUnitRow
         with self._engine.connect() as conn:
             fetched = [
@@ -288,14 +328,28 @@ class CeleryExecutor:
                     select(t.id, t.status, t.worker, t.result, t.error).where(t.id.in_(chunk))
                 )
             ]
-        for unit_id, status, worker, result, error in fetched:
+        for unit_id, status, worker, result, _ in fetched:
             unit = tracks[unit_id].units[0]
             if status == "done" and result is not None:
                 if worker:
                     self.affine[shard_key(unit)] = worker
                 yield unit_id, [ScoreRow(**r) for r in result["rows"]]
             else:
-                yield unit_id, failed_rows(unit, error or "failed without an error message")
+                yield unit_id, None
+
+    def _failure(self, ids: Sequence[int], tracks: dict[int, _Track]) -> UnitFailedError:
+        """The one-line error for failed units: the first one, its reason, how to retry."""
+        t = WorkUnitRow
+        with self._engine.connect() as conn:
+            error = conn.scalar(select(t.error).where(t.id == ids[0]))
+        unit = tracks[ids[0]].units[0]
+        others = f" (and {len(ids) - 1} more units)" if len(ids) > 1 else ""
+        reason = " ".join((error or "failed without a reason").split())
+        return UnitFailedError(
+            f"work unit {ids[0]} ({describe(unit)}) failed{others}: {reason}; nothing was "
+            f"stored for it; run the command again (lpzq search resume RUN for a search) to "
+            f"retry it with a fresh budget of {attempts_text(self.max_attempts)}"
+        )
 
     def _give_up(self, ids: Sequence[int]) -> None:
         """Fail rows whose last lease expired with no attempts left (their workers died)."""
@@ -304,26 +358,34 @@ class CeleryExecutor:
         t = WorkUnitRow
         with self._engine.begin() as conn:
             now = db_now(conn)
-            conn.execute(
-                update(t)
-                .where(
-                    t.id.in_(ids),
-                    t.status == "running",
-                    t.lease_expires_at < now,
-                    t.attempts >= t.max_attempts,
+            rows = conn.execute(select(t.id, t.attempts, t.worker).where(t.id.in_(ids))).all()
+            for unit_id, attempts, worker in rows:
+                conn.execute(
+                    update(t)
+                    .where(
+                        t.id == unit_id,
+                        t.status == "running",
+                        t.lease_expires_at < now,
+                        t.attempts >= t.max_attempts,
+                    )
+                    .values(
+                        status="failed",
+                        lease_expires_at=None,
+                        error=f"gave up after {attempts_text(attempts)} (last worker {worker}): "
+                        "its lease expired (killed, out of memory or disconnected)",
+                    )
                 )
-                .values(
-                    status="failed",
-                    lease_expires_at=None,
-                    error=f"gave up: the worker holding the lease stopped renewing it, "
-                    f"{self.max_attempts} attempts used",
-                )
-            )
 
     # -- broker --------------------------------------------------------------------------------
 
-    def _dispatch(self, ids: Sequence[int], tracks: dict[int, _Track]) -> bool:
-        """Send a task per id; False when the broker refused (they are retried next poll)."""
+    def _dispatch(
+        self, ids: Sequence[int], tracks: dict[int, _Track], attempts: dict[int, int]
+    ) -> bool:
+        """Send a task per id; False when the broker refused (they are retried next poll).
+
+        ``attempts`` is each row's attempt count when sent (a later attempt that ends without
+        a result is re-sent at once).
+        """
         url = self.settings.effective_database_url
         for unit_id in ids:
             track = tracks[unit_id]
@@ -337,7 +399,12 @@ class CeleryExecutor:
                 self.app.send_task(
                     TASK_SCORE_UNIT,
                     args=[unit_id, url],
-                    kwargs={"lease_s": self.lease_s, "unit_key": track.key},
+                    kwargs={
+                        "lease_s": self.lease_s,
+                        "unit_key": track.key,
+                        "heartbeat_s": self.heartbeat_s,
+                        "torch_threads": self.torch_threads,
+                    },
                     queue=queue,
                     retry=True,
                     retry_policy={
@@ -353,5 +420,6 @@ class CeleryExecutor:
             if track.sent_at is not None:
                 track.resends += 1
             track.sent_at = time.monotonic()
+            track.sent_after = attempts.get(unit_id, 0)
             self.dispatched += 1
         return True

@@ -5,7 +5,12 @@ With one process, units run one after another here and the input cache stays war
 is split by architecture over that many child processes, each with its own warm cache; an
 architecture always goes to the same child (``arch_id % processes``), so its inputs are computed
 once per run. Results do not depend on the number of processes: every (proxy, architecture) is
-computed by the same code on the same inputs.
+computed by the same code on the same inputs, with ``torch_threads`` intra-op threads (0 means 1,
+as in Celery workers: the same settings give bit-identical results on both executors).
+
+A deterministic scoring error is a result (``error`` rows, see ``execution.base``). A child
+that dies or runs out of memory is an infrastructure failure: nothing is stored for the unit and
+the run stops with :class:`UnitFailedError`; running the command again retries it.
 """
 
 from __future__ import annotations
@@ -18,33 +23,42 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit, score_unit
+from lpzero_queue.execution.base import (
+    UnitFailedError,
+    describe,
+    executor_label,
+    score_as_result,
+    use_scoring_threads,
+)
+from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
 
 
 def _child(conn: Connection, cache_bytes: int, spill_dir: Path | None, threads: int) -> None:
     """A child process: score the sub-units it receives until it gets None."""
-    import torch
-
     from lpzero_queue.proxies.cache import InputCache
 
-    if threads:
-        torch.set_num_threads(threads)
+    use_scoring_threads(threads)
     cache = InputCache(max_bytes=cache_bytes, spill_dir=spill_dir)
     while True:
         payload = conn.recv()
         if payload is None:
             return
         try:
-            rows = score_unit(WorkUnit.from_payload(payload), cache)
+            rows = score_as_result(WorkUnit.from_payload(payload), cache)
             conn.send(("ok", [r.__dict__ for r in rows]))
-        except Exception as exc:  # reported to the parent, which raises it
+        except Exception as exc:  # infrastructure: reported to the parent, which stops
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 class LocalExecutor:
-    """Runs units in this machine's processes with warm input caches."""
+    """Runs units in this machine's processes with warm input caches.
 
-    name = "in-process"
+    Args:
+        cache_bytes: RAM for cached proxy inputs, split over the processes.
+        spill_dir: where evicted inputs go (None: dropped).
+        processes: scoring processes; 1 scores in this process.
+        torch_threads: intra-op torch threads of each scoring process; 0 means 1.
+    """
 
     def __init__(
         self,
@@ -57,9 +71,11 @@ class LocalExecutor:
         from lpzero_queue.proxies.cache import InputCache
 
         self.processes = max(1, processes)
+        self.torch_threads = torch_threads or 1
+        self.name = executor_label("in-process", self.torch_threads)
         self.cache = InputCache(max_bytes=cache_bytes, spill_dir=spill_dir)
         self._children: list[tuple[Any, Connection]] = []
-        self._child_args = (cache_bytes // self.processes, spill_dir, torch_threads or 1)
+        self._child_args = (cache_bytes // self.processes, spill_dir, self.torch_threads)
 
     def _start(self) -> None:
         if self._children or self.processes == 1:
@@ -85,10 +101,13 @@ class LocalExecutor:
         self.close()
 
     def run(self, units: Sequence[WorkUnit]) -> Iterator[tuple[WorkUnit, list[ScoreRow]]]:
-        """Score each unit, yielding it with its rows."""
+        """Score each unit, yielding it with its rows.
+
+        Raises:
+            UnitFailedError: a scoring process died or failed for infrastructure reasons.
+        """
         if self.processes == 1:
-            for unit in units:
-                yield unit, score_unit(unit, self.cache)
+            yield from self._run_here(units)
             return
         self._start()
         for unit in units:
@@ -96,14 +115,51 @@ class LocalExecutor:
             for arch in unit.archs:
                 parts.setdefault(arch.id % self.processes, []).append(arch)
             for index, archs in parts.items():
-                self._children[index][1].send(replace(unit, archs=tuple(archs)).to_payload())
+                proc, conn = self._children[index]
+                try:
+                    conn.send(replace(unit, archs=tuple(archs)).to_payload())
+                except OSError:  # BrokenPipeError: the child is gone
+                    raise self._failed(unit, self._exited(proc)) from None
             rows: list[ScoreRow] = []
             for index in parts:
-                status, value = self._children[index][1].recv()
+                proc, conn = self._children[index]
+                try:
+                    status, value = conn.recv()
+                except (EOFError, OSError):
+                    status, value = "error", self._exited(proc)
                 if status != "ok":
-                    self.close()
-                    raise RuntimeError(f"scoring process failed: {value}")
+                    raise self._failed(unit, value)
                 rows.extend(ScoreRow(**r) for r in value)
             order = {a.id: i for i, a in enumerate(unit.archs)}
             rows.sort(key=lambda r: order[r.arch_id])
             yield unit, rows
+
+    @staticmethod
+    def _exited(proc: Any) -> str:
+        proc.join(timeout=5)
+        return f"scoring process {proc.pid} exited (exit code {proc.exitcode})"
+
+    def _failed(self, unit: WorkUnit, reason: str) -> UnitFailedError:
+        """Stop the children (the next run starts fresh ones) and describe the failure."""
+        self.close()
+        return UnitFailedError(
+            f"unit ({describe(unit)}) failed: {reason}; nothing was stored for it; run the "
+            "command again (lpzq search resume RUN for a search) to retry it"
+        )
+
+    def _run_here(self, units: Sequence[WorkUnit]) -> Iterator[tuple[WorkUnit, list[ScoreRow]]]:
+        """Score in this process with the scoring thread count, restoring the caller's after."""
+        import torch
+
+        before = torch.get_num_threads()
+        try:
+            for unit in units:
+                use_scoring_threads(self.torch_threads)
+                try:
+                    rows = score_as_result(unit, self.cache)
+                except Exception as exc:
+                    raise self._failed(unit, f"{type(exc).__name__}: {exc}") from exc
+                torch.set_num_threads(before)
+                yield unit, rows
+        finally:
+            torch.set_num_threads(before)

@@ -7,6 +7,12 @@ renews the lease from a heartbeat thread while it computes, and writes the resul
 one transaction only while it still holds the lease. ``(worker, attempts)`` is the fencing token:
 a worker whose lease was taken over cannot overwrite the new holder's row.
 
+What a unit ends as (see ``execution.base``): ``done`` with its rows when it was scored, also when
+its scoring raised a deterministic error (``error`` rows) or passed the soft time limit
+(``timeout`` rows); an infrastructure failure (out of memory, CUDA error, a killed child) records
+its reason and expires the lease at once so the coordinator re-sends it, and the unit is
+``failed`` (reason kept, no rows) once its attempts are used up.
+
 Nothing here imports torch at module level: the worker's parent process imports this module,
 and CUDA must only ever be initialised in the forked children.
 """
@@ -17,16 +23,23 @@ import datetime as dt
 import logging
 import os
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Connection, Engine, func, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from lpzero_queue.execution.base import (
+    attempts_text,
+    error_rows,
+    score_as_result,
+    use_scoring_threads,
+)
 from lpzero_queue.storage import WorkUnitRow, make_engine
 
 if TYPE_CHECKING:
@@ -34,6 +47,7 @@ if TYPE_CHECKING:
 
     from lpzero_queue.config import Settings
     from lpzero_queue.proxies.cache import InputCache
+    from lpzero_queue.proxies.scoring import ScoreRow
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +56,9 @@ DEFAULT_LEASE_S = 60.0
 # Test hook (not an LPZQ_ setting, which would be rejected): sleep this long inside the lease
 # before computing, so crash tests can kill a worker mid-task.
 TEST_SLEEP_ENV = "LPZERO_QUEUE_TEST_TASK_SLEEP"
+# Test hook: an infrastructure failure inside the lease instead of scoring: "kill" makes the
+# child SIGKILL itself (a worker that always dies); any other value raises MemoryError(value).
+TEST_FAIL_ENV = "LPZERO_QUEUE_TEST_TASK_FAIL"
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 
 T = TypeVar("T")
@@ -54,12 +71,12 @@ def configure_worker_process(settings: Settings, device: str) -> None:
     """Prepare a freshly forked worker child: torch threads, device, warm input cache.
 
     Called from Celery's ``worker_process_init`` signal, i.e. only in the child, never in the
-    parent: this is where torch (and CUDA) are first imported.
+    parent: this is where torch (and CUDA) are first imported. The child starts with the
+    worker's ``scoring_threads``; each task then uses the thread count its coordinator sent.
     """
     import torch
 
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+    use_scoring_threads(settings.scoring_threads)
     resolved = device
     if device == "auto":
         resolved = "cuda" if torch.cuda.is_available() else "cpu"
@@ -159,7 +176,9 @@ def _not_leased(engine: Engine, unit_id: int, unit_key: str | None) -> str:
     with engine.begin() as conn:
         now = db_now(conn)
         row = conn.execute(
-            select(t.status, t.attempts, t.max_attempts, t.worker).where(t.id == unit_id, same_key)
+            select(t.status, t.attempts, t.max_attempts, t.worker, t.error).where(
+                t.id == unit_id, same_key
+            )
         ).one_or_none()
         if row is None:
             return "missing"
@@ -175,25 +194,35 @@ def _not_leased(engine: Engine, unit_id: int, unit_key: str | None) -> str:
             .values(
                 status="failed",
                 lease_expires_at=None,
-                error=f"gave up after {row.attempts} attempts (last worker {row.worker})",
+                error=f"gave up after {attempts_text(row.attempts)} (last worker {row.worker}): "
+                f"{row.error or 'its lease expired (killed, out of memory or disconnected)'}",
             )
         )
         return "failed" if gave_up.rowcount == 1 else "busy"
 
 
 class _Heartbeat(threading.Thread):
-    """Renews a lease every ``lease_s / 3`` seconds while the unit computes."""
+    """Renews a lease every ``interval_s`` seconds (default a third of it) while computing."""
 
-    def __init__(self, engine: Engine, unit_id: int, worker: str, attempt: int, lease_s: float):
+    def __init__(
+        self,
+        engine: Engine,
+        unit_id: int,
+        worker: str,
+        attempt: int,
+        lease_s: float,
+        interval_s: float | None = None,
+    ):
         super().__init__(name=f"lpzq-heartbeat-{unit_id}", daemon=True)
         self.engine, self.unit_id, self.worker, self.attempt = engine, unit_id, worker, attempt
         self.lease_s = lease_s
+        self.interval_s = interval_s if interval_s and interval_s < lease_s else lease_s / 3
         self.stopped = threading.Event()
         self.lost = threading.Event()
 
     def run(self) -> None:
         t = WorkUnitRow
-        while not self.stopped.wait(self.lease_s / 3):
+        while not self.stopped.wait(self.interval_s):
             try:
                 with self.engine.begin() as conn:
                     now = db_now(conn)
@@ -222,16 +251,18 @@ class _Heartbeat(threading.Thread):
         self.join(timeout=10)
 
 
+def _held(unit_id: int, worker: str, attempt: int) -> Any:
+    """The WHERE clause of a write allowed only to the lease holder (the fencing token)."""
+    t = WorkUnitRow
+    return (
+        (t.id == unit_id) & (t.status == "running") & (t.worker == worker) & (t.attempts == attempt)
+    )
+
+
 def _finish(
-    engine: Engine,
-    unit_id: int,
-    worker: str,
-    attempt: int,
-    *,
-    result: dict[str, Any] | None,
-    error: str | None,
+    engine: Engine, unit_id: int, worker: str, attempt: int, *, result: dict[str, Any]
 ) -> str:
-    """Record the outcome in one transaction, only while holding the lease."""
+    """Record the unit's rows and ``done`` in one transaction, only while holding the lease."""
     t = WorkUnitRow
 
     def write() -> str:
@@ -239,26 +270,76 @@ def _finish(
             now = db_now(conn)
             written = conn.execute(
                 update(t)
-                .where(
-                    t.id == unit_id,
-                    t.status == "running",
-                    t.worker == worker,
-                    t.attempts == attempt,
-                )
+                .where(_held(unit_id, worker, attempt))
                 .values(
-                    status="done" if error is None else "failed",
+                    status="done",
                     result=result,
-                    error=error,
+                    error=None,
                     lease_expires_at=None,
                     heartbeat_at=now,
                 )
             )
-            if written.rowcount == 1:
-                return "done" if error is None else "failed"
-            # Another worker took the lease over; whatever it records is the one result.
-            return "superseded"
+            # 0 rows: another worker took the lease over; whatever it records is the one result.
+            return "done" if written.rowcount == 1 else "superseded"
 
     return with_db_retries(write)
+
+
+def _release(engine: Engine, unit_id: int, worker: str, attempt: int, reason: str) -> str:
+    """After an infrastructure failure: ``failed`` when no attempts are left, else expire the
+    lease now (the coordinator re-sends the unit) with the reason kept for the record.
+
+    Returns:
+        ``failed``, ``released`` or ``superseded`` (the lease was no longer ours).
+    """
+    t = WorkUnitRow
+
+    def write() -> str:
+        with engine.begin() as conn:
+            now = db_now(conn)
+            failed = conn.execute(
+                update(t)
+                .where(_held(unit_id, worker, attempt), t.attempts >= t.max_attempts)
+                .values(
+                    status="failed",
+                    lease_expires_at=None,
+                    heartbeat_at=now,
+                    error=f"gave up after {attempts_text(attempt)} "
+                    f"(last worker {worker}): {reason}",
+                )
+            )
+            if failed.rowcount == 1:
+                return "failed"
+            released = conn.execute(
+                update(t)
+                .where(_held(unit_id, worker, attempt))
+                .values(lease_expires_at=now, heartbeat_at=now, error=reason[:2000])
+            )
+            return "released" if released.rowcount == 1 else "superseded"
+
+    return with_db_retries(write)
+
+
+def _test_hooks() -> None:
+    """Crash tests' hooks (environment variables a deployment never sets)."""
+    sleep_s = float(os.environ.get(TEST_SLEEP_ENV) or 0)
+    if sleep_s:
+        time.sleep(sleep_s)
+    fail = os.environ.get(TEST_FAIL_ENV)
+    if fail == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif fail:
+        raise MemoryError(fail)
+
+
+def _timeouts(rows: list[ScoreRow], message: str) -> list[ScoreRow]:
+    """Rows whose scoring caught the soft time limit as an error are ``timeout`` rows."""
+    return [
+        replace(r, status="timeout", error=message)
+        if r.status == "error" and (r.error or "").startswith(SoftTimeLimitExceeded.__name__)
+        else r
+        for r in rows
+    ]
 
 
 def execute_unit(
@@ -269,19 +350,28 @@ def execute_unit(
     lease_s: float = DEFAULT_LEASE_S,
     unit_key: str | None = None,
     soft_time_limit_s: float | None = None,
+    heartbeat_s: float | None = None,
+    torch_threads: int | None = None,
 ) -> str:
     """Lease, score and record one unit; returns what happened.
 
+    Args:
+        heartbeat_s: seconds between lease renewals (default a third of ``lease_s``).
+        torch_threads: intra-op torch threads to score with (the coordinator's
+            ``scoring_threads``); default this worker's. Recorded in the result.
+
     Returns:
-        ``done`` or ``failed`` (this call recorded the outcome), ``superseded`` (the lease was
-        taken over while computing), or, without computing: ``busy`` (another worker holds a
-        live lease), ``missing``, or the row's terminal status (idempotent redelivery).
+        ``done`` (this call recorded the rows), ``released`` (an infrastructure failure; the
+        unit will be re-sent), ``failed`` (the same with no attempts left), ``superseded`` (the
+        lease was taken over while computing), or, without computing: ``busy`` (another
+        worker holds a live lease), ``missing``, or the row's terminal status (idempotent
+        redelivery).
 
     Raises:
         OperationalError | InterfaceError: the database was unreachable before leasing; the
             Celery task retries these with backoff.
     """
-    from lpzero_queue.proxies.scoring import WorkUnit, score_unit
+    from lpzero_queue.proxies.scoring import WorkUnit
 
     engine = _engine(database_url)
     attempt = lease_unit(engine, unit_id, worker, lease_s, unit_key)
@@ -293,25 +383,38 @@ def execute_unit(
         payload: dict[str, Any] = conn.execute(
             select(WorkUnitRow.payload).where(WorkUnitRow.id == unit_id)
         ).scalar_one()
-    heartbeat = _Heartbeat(engine, unit_id, worker, attempt, lease_s)
+    unit = WorkUnit.from_payload(payload)
+    heartbeat = _Heartbeat(engine, unit_id, worker, attempt, lease_s, heartbeat_s)
     heartbeat.start()
+    settings = _state["settings"]
+    threads = torch_threads or (settings.scoring_threads if settings is not None else 1)
     result: dict[str, Any] | None = None
-    error: str | None = None
+    failure: str | None = None
     started = time.perf_counter()
+    timeout = f"timeout after {soft_time_limit_s or 'the soft time limit'} s"
     try:
-        sleep_s = float(os.environ.get(TEST_SLEEP_ENV) or 0)
-        if sleep_s:
-            time.sleep(sleep_s)
-        rows = score_unit(WorkUnit.from_payload(payload), worker_cache(), _state["device"])
-        seconds = time.perf_counter() - started
-        result = {"rows": [asdict(r) for r in rows], "seconds": seconds, "worker": worker}
-    except SoftTimeLimitExceeded:
-        error = f"timeout after {soft_time_limit_s or round(time.perf_counter() - started)} s"
-    except Exception as exc:  # a deterministic failure is a result: store it, do not retry
-        error = f"{type(exc).__name__}: {exc}"
+        result = {"torch_threads": use_scoring_threads(threads), "device": _state["device"]}
+        try:
+            _test_hooks()
+            rows = _timeouts(score_as_result(unit, worker_cache(), _state["device"]), timeout)
+        except SoftTimeLimitExceeded:
+            result["error"] = timeout
+            rows = error_rows(unit, timeout, "timeout")
+        result.update(
+            rows=[asdict(r) for r in rows],
+            seconds=time.perf_counter() - started,
+            worker=worker,
+        )
+    except Exception as exc:  # infrastructure: retried up to the cap, never a stored result
+        failure = " ".join(f"{type(exc).__name__}: {exc}".split())
+        log.warning("unit %d attempt %d: %s", unit_id, attempt, failure, exc_info=True)
     finally:
         heartbeat.stop()
-    outcome = _finish(engine, unit_id, worker, attempt, result=result, error=error)
+    if failure is not None:
+        outcome = _release(engine, unit_id, worker, attempt, failure)
+    else:
+        assert result is not None
+        outcome = _finish(engine, unit_id, worker, attempt, result=result)
     log.info("unit %d attempt %d: %s", unit_id, attempt, outcome)
     return outcome
 
@@ -335,6 +438,8 @@ def register_tasks(app: Celery) -> None:
         database_url: str,
         lease_s: float = DEFAULT_LEASE_S,
         unit_key: str | None = None,
+        heartbeat_s: float | None = None,
+        torch_threads: int | None = None,
     ) -> str:
         """Score work unit ``unit_id`` of the database at ``database_url``.
 
@@ -350,4 +455,6 @@ def register_tasks(app: Celery) -> None:
             lease_s=lease_s,
             unit_key=unit_key,
             soft_time_limit_s=self.soft_time_limit or app.conf.task_soft_time_limit,
+            heartbeat_s=heartbeat_s,
+            torch_threads=torch_threads,
         )

@@ -23,10 +23,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import sessionmaker
 
 from lpzero_queue.config import load_settings
+from lpzero_queue.execution.base import UnitFailedError
 from lpzero_queue.execution.celery_app import CeleryOptions
 from lpzero_queue.execution.celery_executor import CeleryExecutor
 from lpzero_queue.execution.local import LocalExecutor
-from lpzero_queue.execution.tasks import TEST_SLEEP_ENV
+from lpzero_queue.execution.tasks import TEST_FAIL_ENV, TEST_SLEEP_ENV
 from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
 from lpzero_queue.storage import WorkUnitRow, make_engine, upgrade
 from tests.conftest import REPO_ROOT, drop_postgres_database, new_postgres_database, run_lpzq
@@ -51,18 +52,11 @@ UNITS = tiny_units(3)
 def local_rows() -> dict[int, list[dict[str, Any]]]:
     """The in-process reference: unit index -> rows without timings.
 
-    Computed with one torch thread, like the workers: float reductions depend on the thread
-    count, so identical results need the same LPZQ_TORCH_THREADS on both sides.
+    Both executors score with ``scoring_threads`` (one thread unless LPZQ_TORCH_THREADS says
+    otherwise): float reductions depend on the thread count.
     """
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        local = LocalExecutor(cache_bytes=2**29)
-        return {i: comparable(rows) for i, (_, rows) in enumerate(local.run(UNITS))}
-    finally:
-        torch.set_num_threads(threads)
+    local = LocalExecutor(cache_bytes=2**29)
+    return {i: comparable(rows) for i, (_, rows) in enumerate(local.run(UNITS))}
 
 
 @pytest.fixture
@@ -148,6 +142,72 @@ def test_celery_equals_in_process_and_reruns_from_the_database(
     assert again.dispatched == 0
     rows = _db_rows(engine)
     assert [(r.status, r.attempts) for r in rows] == [("done", 1)] * len(UNITS)
+    # Each result records the thread count and device that produced it.
+    assert {(r.result["torch_threads"], r.result["device"]) for r in rows if r.result} == {
+        (1, "cpu")
+    }
+    assert ex.name == "celery:threads=1"
+
+
+def test_a_worker_that_always_dies_fails_the_unit_and_a_rerun_retries_it(
+    pg: tuple[str, Engine], prefix: str, tmp_path: Path, local_rows: dict[int, Any]
+) -> None:
+    url, engine = pg
+    ex = _executor(url, engine, prefix, max_attempts=2)
+    env = worker_env(url, **{TEST_FAIL_ENV: "kill"})
+    with running_workers(1, env, prefix, tmp_path, "--device", "cpu") as (worker,):
+        with pytest.raises(UnitFailedError) as info:
+            list(ex.run(UNITS[:1]))
+        log = worker.log()
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("work unit 1 (1 flexibert architectures x 3 proxies, seed 0) failed")
+    assert "gave up after 2 attempts" in message and "its lease expired (killed" in message
+    assert "SIGKILL" in log
+    (row,) = _db_rows(engine)
+    assert (row.status, row.attempts, row.result) == ("failed", 2, None)
+    # The next request (a rerun, or lpzq search resume) retries it with fresh attempts.
+    with running_workers(1, worker_env(url), prefix, tmp_path, "--device", "cpu"):
+        results = list(_executor(url, engine, prefix, max_attempts=2).run(UNITS[:1]))
+    assert _rows_by_unit(results) == {0: local_rows[0]}
+    (row,) = _db_rows(engine)
+    assert (row.status, row.attempts, row.max_attempts, row.error) == ("done", 3, 4, None)
+
+
+def test_failed_unit_stores_no_evaluations_and_the_cli_says_so_in_one_line(
+    pg: tuple[str, Engine], prefix: str, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    from sqlalchemy import func
+
+    from lpzero_queue.storage import Evaluation
+
+    url, engine = pg
+    env = {
+        **cli_env,
+        "LPZQ_DATABASE_URL": url,
+        "LPZQ_BROKER_URL": BROKER_URL,
+        "LPZQ_CELERY_KEY_PREFIX": prefix,
+        "LPZQ_CELERY_MAX_ATTEMPTS": "1",
+        "LPZQ_CELERY_LEASE_S": "5",
+    }
+    args = ("proxy", "eval", "params", "--bench", "flexibert", "--split", "search")
+    args += ("--search-size", "3", "--batch-size", "2", "--seq-len", "16")
+    failing = worker_env(url, **{TEST_FAIL_ENV: "CUDA error: an illegal memory access"})
+    with running_workers(1, failing, prefix, tmp_path, "--device", "cpu"):
+        out = run_lpzq(*args, env=env, timeout=180)
+    assert out.returncode == 1, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("lpzq: error: work unit ")
+    assert "MemoryError: CUDA error: an illegal memory access; nothing was stored" in lines[0]
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Evaluation)) == 0
+    with running_workers(1, worker_env(url), prefix, tmp_path, "--device", "cpu"):
+        out = run_lpzq(*args, env=env, timeout=180)
+    assert out.returncode == 0, out.stderr
+    with engine.connect() as conn:
+        stored = conn.execute(select(Evaluation.status, Evaluation.worker)).all()
+    assert stored and set(stored) == {("ok", "celery:threads=1")}
 
 
 def test_kill_9_mid_task_redoes_each_unit_exactly_once(
@@ -285,3 +345,16 @@ def test_worker_parent_never_imports_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=False)
     assert out.returncode == 0
+
+
+def test_soft_time_limit_stores_timeout_rows(
+    pg: tuple[str, Engine], prefix: str, tmp_path: Path
+) -> None:
+    url, engine = pg
+    limits = {"LPZQ_CELERY_SOFT_TIME_LIMIT_S": "1", "LPZQ_CELERY_HARD_TIME_LIMIT_S": "30"}
+    env = worker_env(url, **limits, **{TEST_SLEEP_ENV: "4"})
+    with running_workers(1, env, prefix, tmp_path, "--device", "cpu"):
+        ((_, rows),) = list(_executor(url, engine, prefix).run(UNITS[:1]))
+    assert {(r.status, r.score, r.error) for r in rows} == {("timeout", None, "timeout after 1 s")}
+    (row,) = _db_rows(engine)
+    assert (row.status, row.attempts) == ("done", 1)  # a result: not retried

@@ -1,13 +1,15 @@
-"""The in-process executor: the same rows with one or several scoring processes."""
+"""The in-process executor: the same rows with one or several scoring processes, the scoring
+thread rule, and which failures are results."""
 
 from __future__ import annotations
 
 import pytest
 
 from lpzero_queue.benchmarks.records import load_shipped
+from lpzero_queue.execution.base import UnitFailedError
 from lpzero_queue.execution.local import LocalExecutor
 from lpzero_queue.proxies.expression import LPZERO_FLEXIBERT
-from lpzero_queue.proxies.scoring import ArchRef, ScoringSetup, WorkUnit
+from lpzero_queue.proxies.scoring import ArchRef, ScoreRow, ScoringSetup, WorkUnit
 
 
 @pytest.mark.slow
@@ -46,3 +48,74 @@ def test_several_processes_give_the_rows_of_one() -> None:
         two.close()
     assert got == expected == again
     assert all(status == "ok" for _, rows in got for *_, status in rows)
+
+
+def _tiny(expressions: tuple[str, ...], n: int = 1) -> WorkUnit:
+    records = load_shipped("flexibert").records[:n]
+    archs = tuple(ArchRef(i + 1, r.key, r.config) for i, r in enumerate(records))
+    setup = ScoringSetup.resolve("flexibert", batch_size=2, seq_len=16)
+    return WorkUnit(setup, 0, archs, expressions, ())
+
+
+def test_scores_with_the_scoring_threads_and_restores_the_callers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from lpzero_queue.execution import local
+
+    seen: list[int] = []
+
+    def fake(unit: WorkUnit, cache: object, device: str = "cpu") -> list[ScoreRow]:
+        seen.append(torch.get_num_threads())
+        return []
+
+    monkeypatch.setattr(local, "score_as_result", fake)
+    before = torch.get_num_threads()
+    ex = LocalExecutor(cache_bytes=2**20, torch_threads=0)  # 0 means one thread, as on workers
+    assert ex.name == "in-process:threads=1"  # stored with each evaluation
+    list(ex.run([_tiny(("mean(act)",))]))
+    assert seen == [1]
+    assert torch.get_num_threads() == before
+    two = LocalExecutor(cache_bytes=2**20, torch_threads=2)
+    list(two.run([_tiny(("mean(act)",))]))
+    assert seen == [1, 2] and two.name == "in-process:threads=2"
+
+
+def test_a_deterministic_error_is_rows_an_infrastructure_error_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ex = LocalExecutor(cache_bytes=2**20)
+    ((_, rows),) = list(ex.run([_tiny(("not an expression",))]))
+    assert [(r.status, r.score) for r in rows] == [("error", None)]
+    assert (rows[0].error or "").startswith("ExpressionSyntaxError")
+
+    def out_of_memory(*args: object, **kw: object) -> list[ScoreRow]:
+        raise MemoryError("cannot allocate 12 GiB")
+
+    monkeypatch.setattr("lpzero_queue.proxies.scoring.score_unit", out_of_memory)
+    with pytest.raises(UnitFailedError) as info:
+        list(ex.run([_tiny(("mean(act)",))]))
+    assert str(info.value).startswith(
+        "unit (1 flexibert architectures x 1 proxies, seed 0) failed: "
+        "MemoryError: cannot allocate 12 GiB; nothing was stored for it"
+    )
+
+
+@pytest.mark.slow
+def test_a_dead_scoring_process_stops_the_run_and_a_rerun_restarts_it() -> None:
+    import os
+    import signal
+
+    ex = LocalExecutor(cache_bytes=2**28, processes=2)
+    unit = _tiny(("mean(act)",), n=2)
+    try:
+        ((_, first),) = list(ex.run([unit]))
+        os.kill(ex._children[1][0].pid, signal.SIGKILL)
+        ex._children[1][0].join(timeout=10)
+        with pytest.raises(UnitFailedError, match=r"exited \(exit code -9\)"):
+            list(ex.run([unit]))
+        ((_, again),) = list(ex.run([unit]))  # fresh children
+    finally:
+        ex.close()
+    assert [(r.arch_id, r.score) for r in again] == [(r.arch_id, r.score) for r in first]
