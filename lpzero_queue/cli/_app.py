@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from lpzero_queue.cli import _bench, _db, _proxy, _search, _worker
+from lpzero_queue.cli import _bench, _db, _proxy, _search, _subnet, _worker
 from lpzero_queue.cli._context import Runtime
 from lpzero_queue.cli._report import report as report_command
 from lpzero_queue.versions import code_version
@@ -30,6 +30,7 @@ app.add_typer(_proxy.app, name="proxy")
 app.command("worker")(_worker.worker)
 app.command("report")(report_command)
 app.add_typer(_search.app, name="search")
+app.add_typer(_subnet.app, name="subnet")
 
 
 def _version(value: bool) -> None:

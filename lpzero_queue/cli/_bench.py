@@ -15,6 +15,7 @@ from lpzero_queue.benchmarks.records import (
     BenchmarkSpec,
 )
 from lpzero_queue.cli._output import echo_table
+from lpzero_queue.cli._train import bench_create
 from lpzero_queue.errors import LpzqError
 from lpzero_queue.storage import Architecture, Benchmark, transaction
 
@@ -155,3 +156,6 @@ def bench_import(
         result = store_benchmark(s, spec)
     state = "imported" if result.created else "already imported, unchanged"
     typer.echo(f"{name}: {state} ({result.architectures} architectures)")
+
+
+app.command("create")(bench_create)

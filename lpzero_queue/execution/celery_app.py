@@ -104,6 +104,7 @@ def make_celery(settings: Settings, options: CeleryOptions | None = None) -> Cel
         LpzqError: inconsistent time limits (one line naming the settings).
     """
     from lpzero_queue.execution.tasks import register_tasks
+    from lpzero_queue.execution.train_tasks import register_train_tasks
 
     opts = options or CeleryOptions.from_settings(settings)
     if not settings.broker_url:
@@ -149,6 +150,7 @@ def make_celery(settings: Settings, options: CeleryOptions | None = None) -> Cel
         task_send_sent_event=False,
     )
     register_tasks(app)
+    register_train_tasks(app)
     return app
 
 
