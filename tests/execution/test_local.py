@@ -3,13 +3,18 @@ thread rule, and which failures are results."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from lpzero_queue.benchmarks.records import load_shipped
 from lpzero_queue.execution.base import UnitFailedError
 from lpzero_queue.execution.local import LocalExecutor
 from lpzero_queue.proxies.expression import LPZERO_FLEXIBERT
 from lpzero_queue.proxies.scoring import ArchRef, ScoreRow, ScoringSetup, WorkUnit
+from tests.search import test_coordinator as coordinator_tests
 
 
 @pytest.mark.slow
@@ -119,3 +124,51 @@ def test_a_dead_scoring_process_stops_the_run_and_a_rerun_restarts_it() -> None:
     finally:
         ex.close()
     assert [(r.arch_id, r.score) for r in again] == [(r.arch_id, r.score) for r in first]
+
+
+@pytest.fixture
+def sessions(migrated_engine: Engine) -> sessionmaker[Session]:
+    return coordinator_tests._sessions(migrated_engine)
+
+
+reference = coordinator_tests.reference  # an uninterrupted run of the same search
+
+
+@pytest.mark.slow
+def test_a_search_stopped_by_a_failed_unit_resumes_like_an_uninterrupted_run(
+    sessions: sessionmaker[Session],
+    reference: tuple[list[tuple], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lpzero_queue.proxies import scoring
+    from lpzero_queue.search.coordinator import create_run, execute_run
+    from lpzero_queue.storage import Evaluation, SearchRun, transaction
+
+    TINY, _individuals = coordinator_tests.TINY, coordinator_tests._individuals
+
+    real = scoring.score_unit
+    calls = {"n": 0}
+
+    def dies_on_the_third_unit(*args: Any, **kw: Any) -> list[ScoreRow]:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise MemoryError("simulated: the scoring process ran out of memory")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(scoring, "score_unit", dies_on_the_third_unit)
+    run_id = create_run(sessions, "gpt2-wt103", TINY)
+    with pytest.raises(UnitFailedError, match="MemoryError: simulated"):
+        execute_run(sessions, run_id, LocalExecutor(cache_bytes=2**30))
+    with transaction(sessions) as s:
+        run = s.get(SearchRun, run_id)
+        assert run is not None and run.status == "failed"
+        assert (run.error or "").startswith("UnitFailedError: unit (")
+        # Nothing of the failed unit became a stored result.
+        assert not s.scalars(select(Evaluation).where(Evaluation.error.like("%simulated%"))).all()
+        workers = set(s.scalars(select(Evaluation.worker)))
+    assert workers == {"in-process:threads=1"}
+    monkeypatch.setattr(scoring, "score_unit", real)
+    resumed = execute_run(sessions, run_id, LocalExecutor(cache_bytes=2**30))
+    rows, best = reference
+    assert resumed.status == "completed" and resumed.best == best
+    assert _individuals(sessions, run_id) == rows
