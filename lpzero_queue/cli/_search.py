@@ -81,6 +81,11 @@ def search_start(
     ),
     seed: int = typer.Option(0, "--seed", help="Run seed."),
     fitness: str = typer.Option("spearman", "--fitness", help="spearman or kendall."),
+    within_weight: float = typer.Option(
+        0.0,
+        "--within-weight",
+        help="Weight in [0, 1] of the within-depth correlation in the fitness (0: published).",
+    ),
     selection: str = typer.Option("truncation", "--selection", help="truncation or tournament."),
     rps: bool = typer.Option(
         True, "--rps/--no-rps", help="Rule-based pruning (--no-rps: ablation)."
@@ -118,6 +123,7 @@ def search_start(
                 split="first" if first else "sample",
                 seed=seed,
                 fitness=fitness,
+                within_weight=within_weight,
                 selection=selection,
                 rps=rps,
                 probe_size=probe_size,

@@ -26,6 +26,7 @@ from lpzero_queue.search.pruning import (
     dynamic_prune,
     hard_failure,
     rule_status,
+    search_fitness,
 )
 from lpzero_queue.search.selection import Member
 from lpzero_queue.storage import Individual, SearchRun, transaction
@@ -120,7 +121,13 @@ class Evaluator:
                 fitness = None
                 if rule is None:
                     finite = [float(v) for v in scores if v is not None]
-                    fitness = correlation_fitness(finite, ctx.truth, cfg.fitness)
+                    fitness = search_fitness(
+                        finite,
+                        ctx.truth,
+                        cfg.fitness,
+                        strata=ctx.strata,
+                        within_weight=cfg.within_weight,
+                    )
                     if fitness is None:
                         rule = "all_identical"
                 key = (c.generation, c.slot)

@@ -23,7 +23,7 @@ REPLACEMENTS: tuple[str, ...] = ("if_better", "always")
 FITNESS_METRICS: tuple[str, ...] = ("spearman", "kendall")
 SPLITS: tuple[str, ...] = ("sample", "first")
 
-_PROBABILITIES = ("crossover_p", "mutation_p", "mutation_apply_p")
+_PROBABILITIES = ("crossover_p", "mutation_p", "mutation_apply_p", "within_weight")
 _CHOICES: dict[str, tuple[str, ...]] = {
     "selection": SELECTIONS,
     "replacement": REPLACEMENTS,
@@ -72,6 +72,9 @@ class SearchConfig:
     # "always": the worst member is replaced unconditionally (steady-state GP without the check).
     replacement: Literal["if_better", "always"] = "if_better"
     fitness: Literal["spearman", "kendall"] = "spearman"  # signed; higher ranks better
+    # Weight w of the within-depth term: fitness = (1 - w) * overall + w * mean correlation inside
+    # depth strata (FlexiBERT: layer count; GPT-2: groups of 3 depths). 0: the published fitness.
+    within_weight: float = 0.0
     rps: bool = True  # rule-based pruning; False: only hard failures are recorded, nothing skipped
     # Probe set: the first `probe_size` architectures of the fitness sample, scored first (their
     # scores are reused for the full fitness). 0 disables the probe stage.

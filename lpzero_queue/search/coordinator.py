@@ -24,6 +24,7 @@ from lpzero_queue.proxies.evaluations import (
     ensure_batch,
     ensure_proxies,
 )
+from lpzero_queue.proxies.report import strata_for
 from lpzero_queue.proxies.scoring import ArchRef, ScoringSetup
 from lpzero_queue.proxies.spec import ProxySpec
 from lpzero_queue.search._evaluator import Evaluator
@@ -65,6 +66,7 @@ class RunContext:
     archs: tuple[ArchRef, ...]  # the search split, in position order
     truth: tuple[float, ...]  # ground truth oriented higher-is-better, same order
     batch_id: int
+    strata: tuple[Any, ...] = ()  # depth stratum per architecture, same order
 
     @property
     def probe(self) -> int:
@@ -156,6 +158,11 @@ def load_context(sessions: sessionmaker[Session], run_id: int) -> RunContext:
             archs=tuple(ArchRef(a.id, a.key, dict(a.config)) for a in chosen),
             truth=tuple(sign * truth[a.id] for a in chosen),
             batch_id=batch.id,
+            strata=(
+                tuple(strata_for(bench.space, [a.n_layers for a in chosen]))
+                if config.within_weight
+                else ()
+            ),
         )
 
 

@@ -38,7 +38,7 @@ no fitness to compute). Constant scores are then found on the full set (:func:`h
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +62,7 @@ __all__ = [
     "dynamic_prune",
     "hard_failure",
     "rule_status",
+    "search_fitness",
     "static_prune",
 ]
 
@@ -183,6 +184,53 @@ def correlation_fitness(
     if metric == "kendall":
         return float(stats.kendalltau(s, t).statistic)
     return float(np.corrcoef(_average_ranks(s), _average_ranks(t))[0, 1])
+
+
+def search_fitness(
+    scores: Sequence[float],
+    truth: Sequence[float],
+    metric: str,
+    *,
+    strata: Sequence[Hashable] = (),
+    within_weight: float = 0.0,
+) -> float | None:
+    """The fitness of a candidate: the overall correlation, optionally blended with within-strata.
+
+    ``(1 - w) * overall + w * mean(within)``, where ``within`` is :func:`correlation_fitness` inside
+    each stratum (e.g. depth) with at least 3 members and neither side constant there. With
+    ``w = 0`` (default) or no qualifying stratum it is the overall correlation alone. A within
+    term rewards proxies that rank architectures of the same depth, which the overall correlation
+    on a depth-dominated benchmark barely sees.
+
+    Args:
+        scores: Finite proxy scores, as for :func:`correlation_fitness`.
+        truth: Ground truth oriented higher-is-better.
+        metric: "spearman" or "kendall".
+        strata: One label per architecture (empty: no strata).
+        within_weight: ``w`` in [0, 1].
+
+    Returns:
+        The fitness, or None when the overall correlation is undefined (constant scores).
+    """
+    overall = correlation_fitness(scores, truth, metric)
+    if overall is None or within_weight == 0.0 or not strata:
+        return overall
+    if len(strata) != len(scores):
+        raise ValueError(f"strata ({len(strata)}) and scores ({len(scores)}) differ in length")
+    groups: dict[Hashable, list[int]] = {}
+    for i, label in enumerate(strata):
+        groups.setdefault(label, []).append(i)
+    within = []
+    for members in groups.values():
+        if len(members) >= 3:
+            value = correlation_fitness(
+                [scores[i] for i in members], [truth[i] for i in members], metric
+            )
+            if value is not None:
+                within.append(value)
+    if not within:
+        return overall
+    return (1.0 - within_weight) * overall + within_weight * float(np.mean(within))
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:

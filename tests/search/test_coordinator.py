@@ -156,3 +156,32 @@ def test_unknown_run_names_the_existing_ones(
 
     with pytest.raises(NotFoundError, match="no search run 42"):
         execute_run(sessions, 42, _executor())
+
+
+def test_a_run_with_the_wider_space_records_and_uses_it(sessions: sessionmaker[Session]) -> None:
+    from lpzero_queue.proxies.correlation import depth_strata_gpt2
+    from lpzero_queue.search.coordinator import load_context
+    from lpzero_queue.storage import Evaluation
+
+    config = SearchConfig.from_dict(
+        {
+            **TINY.to_dict(),
+            "reductions": ["mean", "total"],
+            "linear_scope": "all",
+            "within_weight": 0.5,
+        }
+    )
+    run_id = create_run(sessions, "gpt2-wt103", config)
+    ctx = load_context(sessions, run_id)
+    assert ctx.setup.linear_scope == "all" and ctx.config.reductions == ("mean", "total")
+    layers = [a.config["n_layer"] for a in ctx.archs]
+    assert list(ctx.strata) == depth_strata_gpt2(layers)
+    result = execute_run(sessions, run_id, _executor())
+    assert result.status == "completed"
+    with transaction(sessions) as s:
+        scopes = set(s.scalars(select(Evaluation.linear_scope).distinct()))
+        stored = s.scalar(select(SearchRun.config).where(SearchRun.id == run_id))
+    assert scopes == {"all"}
+    assert stored["linear_scope"] == "all" and stored["within_weight"] == 0.5
+    genotypes = [row[2] for row in _individuals(sessions, run_id)]
+    assert any(g.startswith("total(") for g in genotypes)

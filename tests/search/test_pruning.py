@@ -17,6 +17,7 @@ from lpzero_queue.search.pruning import (
     dynamic_prune,
     hard_failure,
     rule_status,
+    search_fitness,
     static_prune,
 )
 
@@ -166,3 +167,20 @@ def test_constant_branch_under_total_fires_for_product_only() -> None:
         assert static_prune(expr, set()).rule is None
     expr = parse_expression("total(product(softmax(mean(act)), square(head)))")
     assert static_prune(expr, set()).rule == "constant_branch"
+
+
+def test_search_fitness_blends_the_within_strata_correlation() -> None:
+    truth = [1.0, 2.0, 3.0, 4.0, 11.0, 12.0, 13.0, 14.0]
+    strata = [2, 2, 2, 2, 4, 4, 4, 4]
+    depth_only = [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0]  # ranks depth, nothing within
+    reversed_within = [4.0, 3.0, 2.0, 1.0, 14.0, 13.0, 12.0, 11.0]
+    overall = correlation_fitness(reversed_within, truth, "spearman")
+    assert search_fitness(reversed_within, truth, "spearman") == overall  # w = 0: published
+    blended = search_fitness(reversed_within, truth, "spearman", strata=strata, within_weight=0.5)
+    assert overall is not None and blended == pytest.approx(0.5 * overall + 0.5 * -1.0)
+    # Constant inside every stratum: no stratum qualifies, the overall correlation stands.
+    assert search_fitness(
+        depth_only, truth, "kendall", strata=strata, within_weight=0.5
+    ) == correlation_fitness(depth_only, truth, "kendall")
+    with pytest.raises(ValueError, match="strata"):
+        search_fitness(truth, truth, "spearman", strata=[1, 2], within_weight=0.5)
