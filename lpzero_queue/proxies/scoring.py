@@ -157,6 +157,8 @@ def score_unit(unit: WorkUnit, cache: InputCache, device: str = "cpu") -> list[S
                     ),
                 )
             except Exception as exc:  # a model that cannot run is a result, not a crash
+                if _out_of_memory(exc):
+                    raise  # an infrastructure failure: the unit fails, nothing is stored
                 message = f"{type(exc).__name__}: {exc}"
                 rows.extend(
                     ScoreRow(arch.id, text, None, "error", message) for text in unit.expressions
@@ -184,6 +186,11 @@ def score_unit(unit: WorkUnit, cache: InputCache, device: str = "cpu") -> list[S
                 for name, r in results_b.items()
             )
     return rows
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Host or device memory ran out: retrying elsewhere may succeed, so it is not a result."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
 
 
 def shard(archs: Sequence[ArchRef], size: int) -> list[tuple[ArchRef, ...]]:
