@@ -21,6 +21,7 @@ from typing import Literal, cast
 import torch
 from torch import Tensor
 
+from lpzero_queue.proxies._stacked import StackedList
 from lpzero_queue.proxies.operators import BINARY_OPS, INPUT_NAMES, REDUCTIONS, UNARY_OPS
 from lpzero_queue.proxies.parser import DEFAULT_REDUCTION, ExpressionSyntaxError, parse_raw
 
@@ -294,14 +295,32 @@ def _input_tensors(inputs: Mapping[str, Sequence[Tensor]], name: str) -> Sequenc
     return tensors
 
 
+_State = Sequence[Tensor] | StackedList | Exception
+
+
+def _apply(op_name: str, state: Sequence[Tensor] | StackedList) -> Sequence[Tensor] | StackedList:
+    op = UNARY_OPS[op_name]
+    if isinstance(state, StackedList):
+        return state.apply(op)
+    return [op.fn(t) for t in state]
+
+
+def _means(state: Sequence[Tensor] | StackedList) -> Tensor:
+    if isinstance(state, StackedList):
+        return state.means()
+    return torch.stack([t.detach().to(torch.float64).mean() for t in state])
+
+
 def _branch_means(
-    branches: Iterable[Branch], inputs: Mapping[str, Sequence[Tensor]]
+    branches: Iterable[Branch], inputs: Mapping[str, Sequence[Tensor]], stacked: bool = True
 ) -> dict[Branch, Tensor | Exception]:
     """Per-tensor means of each branch, sharing work between branches with a common prefix.
 
     The branches of one input form a trie of unary chains, walked depth first: each operator is
     applied once per trie node (not once per branch), and only one path of intermediate tensors
     is alive at a time, so memory stays bounded by the chain length, not by the number of branches.
+    With ``stacked``, each input is cast to float64 once and its tensors of equal shape are
+    stacked (``_stacked.StackedList``), so an operator costs one call per shape, not per tensor.
     """
     roots: dict[str, _Node] = {}
     for b in branches:
@@ -311,26 +330,24 @@ def _branch_means(
         node.terminal = True
     out: dict[Branch, Tensor | Exception] = {}
     for input_name, root in roots.items():
-        state: Sequence[Tensor] | Exception
+        state: _State
         try:
             state = _input_tensors(inputs, input_name)
+            if stacked:
+                state = StackedList.from_tensors(state) or state  # None: an empty tensor
         except ProxyInputError as exc:
             state = exc
-        stack: list[tuple[_Node, tuple[str, ...], Sequence[Tensor] | Exception]] = [
-            (root, (), state)
-        ]
+        stack: list[tuple[_Node, tuple[str, ...], _State]] = [(root, (), state)]
         while stack:
             node, chain, state = stack.pop()
             if chain and not isinstance(state, Exception):
                 try:  # `state` holds the parent's tensors until here: apply the last operator
-                    state = [UNARY_OPS[chain[-1]].fn(t) for t in state]
+                    state = _apply(chain[-1], state)
                 except Exception as exc:
                     state = exc
             if node.terminal:
                 out[Branch(input_name, chain)] = (
-                    state
-                    if isinstance(state, Exception)
-                    else torch.stack([t.detach().to(torch.float64).mean() for t in state])
+                    state if isinstance(state, Exception) else _means(state)
                 )
             for name, child in node.children.items():
                 stack.append((child, (*chain, name), state))
@@ -343,7 +360,9 @@ def _combine(e: Expression, left: Tensor, right: Tensor) -> float:
     return float(pairs.mean() if e.reduce == "mean" else pairs.sum())
 
 
-def evaluate(e: Expression, inputs: Mapping[str, Sequence[Tensor]]) -> float:
+def evaluate(
+    e: Expression, inputs: Mapping[str, Sequence[Tensor]], *, stacked: bool = True
+) -> float:
     """Score one architecture with an expression, as published (method.md section 4).
 
     Each branch applies its unary chain to every tensor of its input list independently and
@@ -355,6 +374,8 @@ def evaluate(e: Expression, inputs: Mapping[str, Sequence[Tensor]]) -> float:
     Args:
         e: The expression.
         inputs: Input name -> list of tensors (one per module instance), e.g. from the extractor.
+        stacked: Evaluate tensors of equal shape together (see ``_stacked``); False runs the
+            reference per-tensor loop, which gives the same score up to floating-point rounding.
 
     Returns:
         The score as a Python float (float64); may be NaN or infinite.
@@ -362,7 +383,7 @@ def evaluate(e: Expression, inputs: Mapping[str, Sequence[Tensor]]) -> float:
     Raises:
         ProxyInputError: if an input the expression uses is missing or empty.
     """
-    means = _branch_means((e.left, e.right), inputs)
+    means = _branch_means((e.left, e.right), inputs, stacked)
     left, right = means[e.left], means[e.right]
     for value in (left, right):
         if isinstance(value, Exception):
@@ -372,7 +393,7 @@ def evaluate(e: Expression, inputs: Mapping[str, Sequence[Tensor]]) -> float:
 
 
 def evaluate_many(
-    exprs: Sequence[Expression], inputs: Mapping[str, Sequence[Tensor]]
+    exprs: Sequence[Expression], inputs: Mapping[str, Sequence[Tensor]], *, stacked: bool = True
 ) -> list[EvalResult]:
     """Score one architecture with many expressions, reusing shared branch work.
 
@@ -382,12 +403,13 @@ def evaluate_many(
     Args:
         exprs: The expressions.
         inputs: Input name -> list of tensors, as for :func:`evaluate`.
+        stacked: As for :func:`evaluate`.
 
     Returns:
         One result per expression, in order: "ok" with a finite score, "nonfinite" (score None),
         or "error" with the exception text (a missing input included).
     """
-    means = _branch_means((b for e in exprs for b in (e.left, e.right)), inputs)
+    means = _branch_means((b for e in exprs for b in (e.left, e.right)), inputs, stacked)
     results: list[EvalResult] = []
     for e in exprs:
         left, right = means[e.left], means[e.right]

@@ -27,6 +27,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from lpzero_queue.proxies import _stacked
+
 OutputKind = Literal["elementwise", "same_shape", "scalar"]
 
 INPUT_DESCRIPTIONS: Mapping[str, str] = MappingProxyType(
@@ -68,6 +70,9 @@ class UnaryOp:
         idempotent: f(f(x)) == f(x) exactly, so runs of the operator may be collapsed.
         self_inverse: f(f(x)) == x exactly, so adjacent pairs may be cancelled.
         weight: Relative sampling weight for random genotypes.
+        stacked_fn: The operator applied to every slice ``x[g]`` of a stacked ``(G, *shape)``
+            tensor at once (see ``_stacked``); None for an elementwise operator (``fn`` itself
+            is its stacked form) or one that must run per tensor.
     """
 
     name: str
@@ -80,6 +85,14 @@ class UnaryOp:
     # (One published version of `sample_unary_key_by_prob` gave `no_op` weight 0.2 and every other
     # operator 0.1; we do not copy that: canonicalisation drops `no_op` anyway.)
     weight: float = 1.0
+    stacked_fn: Callable[[Tensor], Tensor] | None = None
+
+    @property
+    def stacked(self) -> Callable[[Tensor], Tensor] | None:
+        """The stacked form used by evaluation, or None when the operator runs per tensor."""
+        if self.stacked_fn is not None:
+            return self.stacked_fn
+        return self.fn if self.output == "elementwise" else None
 
     def __call__(self, x: Tensor) -> Tensor:
         """Apply the operator to one tensor."""
@@ -111,44 +124,59 @@ def _f64(x: Tensor) -> Tensor:
     return x.detach().to(torch.float64)
 
 
+# The guards below avoid torch.where on whole tensors: its CPU kernel is several times slower
+# than the arithmetic it replaces. Each form gives exactly the value of the `where` form; adding a
+# boolean mask adds exactly 0 or 1, and NaN fails every comparison, so it propagates. In-place
+# steps (`add_`, `log_`, ...) only ever act on tensors created inside the operator.
+
+
 def _log(x: Tensor) -> Tensor:
     x = _f64(x)
-    return torch.where(x <= 0, 1.0, x).clamp(max=LOG_MAX).log()
+    # where(x <= 0, 1, x).clamp(max=LOG_MAX): entries <= 0 become 0 + 1, the others x + 0.
+    return x.clamp(min=0.0, max=LOG_MAX).add_(x <= 0).log_()
 
 
 def _abslog(x: Tensor) -> Tensor:
-    a = _f64(x).abs()
-    return torch.where(a == 0, 1.0, a).clamp(max=LOG_MAX).log()
+    a = _f64(x).abs()  # a new tensor: the in-place steps below never touch the input
+    return a.add_(a == 0).clamp_(max=LOG_MAX).log_()  # where(a == 0, 1, a), clamped
 
 
 def _invert(x: Tensor) -> Tensor:
     x = _f64(x)
-    # NaN fails `x >= 0` and stays NaN through clamp, so it is reported rather than hidden.
-    denom = torch.where(x >= 0, x.clamp(min=INVERT_MIN_ABS), x.clamp(max=-INVERT_MIN_ABS))
-    return 1.0 / denom
+    # where(x >= 0, x.clamp(min=m), x.clamp(max=-m)) is sign * |x|.clamp(min=m), with sign -1
+    # exactly where x < 0 (so -0.0 and NaN count as positive: -0.0 -> +1e12, NaN stays NaN).
+    sign = (x < 0).to(torch.float64).mul_(-2.0).add_(1.0)
+    return sign.div_(x.abs().clamp_(min=INVERT_MIN_ABS))
+
+
+def _sqrt(x: Tensor) -> Tensor:
+    x = _f64(x)
+    # sqrt(x.clamp(min=0)), computed on entries that are never 0: sqrt is several times slower
+    # on a mix of zeros and positive values. Entries <= 0 give sqrt(1) * 0; NaN stays NaN.
+    return x.clamp(min=0.0).add_(x <= 0).sqrt_().mul_(x > 0)
 
 
 def _normalize(x: Tensor) -> Tensor:
     x = _f64(x)
-    return (x - x.mean()) / (x.std(correction=0) + NORM_EPS)
+    return (x - x.mean()).div_(x.std(correction=0) + NORM_EPS)
 
 
 def _min_max_normalize(x: Tensor) -> Tensor:
     x = _f64(x)
     lo, hi = x.min(), x.max()
-    return (x - lo) / (hi - lo + NORM_EPS)
+    return (x - lo).div_(hi - lo + NORM_EPS)
 
 
 def _frobenius_norm(x: Tensor) -> Tensor:
     x = _f64(x)
-    scale = x.abs().amax()
+    scale = torch.linalg.vector_norm(x, ord=float("inf"))  # max |x|, NaN if any entry is NaN
     # Rescaling by max|x| avoids overflow/underflow of the squares, and makes the norm of a
     # scalar exactly |x| (x / |x| = +-1), which is what makes this operator exactly idempotent.
     # torch.where instead of an `if` keeps it free of host synchronisation on accelerators.
     usable = torch.isfinite(scale) & (scale > 0)
-    safe = torch.where(usable, scale, 1.0)
-    plain = torch.linalg.vector_norm(x)  # 0, inf or NaN cases: nothing to rescale
-    return torch.where(usable, safe * torch.linalg.vector_norm(x / safe), plain)
+    safe = torch.where(usable, scale, 1.0)  # 0, inf or NaN cases: nothing to rescale (x / 1)
+    norm = torch.linalg.vector_norm(x / safe)
+    return torch.where(usable, safe * norm, norm)
 
 
 def _mean(x: Tensor) -> Tensor:
@@ -192,13 +220,16 @@ _UNARY_BUILTINS: tuple[UnaryOp, ...] = (
         "none (overflows to inf only for |x| > 1.3e154, which evaluation reports as nonfinite)",
         "elementwise",
     ),
-    UnaryOp("exp", lambda x: _f64(x).clamp(max=EXP_MAX).exp(), "x clamped to <= 80", "elementwise"),
+    UnaryOp(
+        "exp", lambda x: _f64(x).clamp(max=EXP_MAX).exp_(), "x clamped to <= 80", "elementwise"
+    ),
     UnaryOp(
         "normalize",
         _normalize,
         f"(x - mean) / (population std + {NORM_EPS:g}); a constant tensor gives 0. Not "
         "idempotent: the epsilon shrinks the result by ~1e-9 relative",
         "same_shape",
+        stacked_fn=functools.partial(_stacked.stacked_normalize, eps=NORM_EPS),
     ),
     UnaryOp("relu", lambda x: _f64(x).relu(), "none", "elementwise", idempotent=True),
     UnaryOp(
@@ -214,14 +245,30 @@ _UNARY_BUILTINS: tuple[UnaryOp, ...] = (
         "computed as max|x| * ||x / max|x|||_2 (no overflow/underflow of the squares)",
         "scalar",
         idempotent=True,
+        stacked_fn=_stacked.stacked_frobenius_norm,
     ),
-    UnaryOp("mean", _mean, "none: sum / numel ('normalized sum')", "scalar", idempotent=True),
-    UnaryOp("l1_norm", _l1_norm, "none: sum |x| / numel", "scalar", idempotent=True),
+    UnaryOp(
+        "mean",
+        _mean,
+        "none: sum / numel ('normalized sum')",
+        "scalar",
+        idempotent=True,
+        stacked_fn=_stacked.stacked_mean,
+    ),
+    UnaryOp(
+        "l1_norm",
+        _l1_norm,
+        "none: sum |x| / numel",
+        "scalar",
+        idempotent=True,
+        stacked_fn=_stacked.stacked_l1_norm,
+    ),
     UnaryOp(
         "softmax",
         _along_first_axis(lambda x: torch.softmax(x, dim=0)),
         "max-shifted softmax over the first axis (dim 0); a 0-d tensor is taken as shape (1,)",
         "same_shape",
+        stacked_fn=functools.partial(_stacked.stacked_softmax, log=False),
     ),
     UnaryOp("sigmoid", lambda x: _f64(x).sigmoid(), "none (saturates to 0/1)", "elementwise"),
     UnaryOp(
@@ -229,10 +276,11 @@ _UNARY_BUILTINS: tuple[UnaryOp, ...] = (
         _along_first_axis(lambda x: torch.log_softmax(x, dim=0)),
         "max-shifted log-softmax over the first axis (dim 0); a 0-d tensor is taken as shape (1,)",
         "same_shape",
+        stacked_fn=functools.partial(_stacked.stacked_softmax, log=True),
     ),
     UnaryOp(
         "sqrt",
-        lambda x: _f64(x).clamp(min=0.0).sqrt(),
+        _sqrt,
         "sqrt of the positive part: entries < 0 become 0; NaN propagates",
         "elementwise",
     ),
@@ -242,15 +290,22 @@ _UNARY_BUILTINS: tuple[UnaryOp, ...] = (
         _min_max_normalize,
         f"(x - min) / (max - min + {NORM_EPS:g}); not idempotent because of the epsilon",
         "same_shape",
+        stacked_fn=functools.partial(_stacked.stacked_min_max_normalize, eps=NORM_EPS),
     ),
     UnaryOp(
-        "to_mean_scalar", lambda x: _f64(x).mean(), "none: torch.mean", "scalar", idempotent=True
+        "to_mean_scalar",
+        lambda x: _f64(x).mean(),
+        "none: torch.mean",
+        "scalar",
+        idempotent=True,
+        stacked_fn=_stacked.stacked_to_mean_scalar,
     ),
     UnaryOp(
         "to_std_scalar",
         lambda x: _f64(x).std(correction=0),
         "population std (correction 0): 0 for one element (published unbiased std: NaN)",
         "scalar",
+        stacked_fn=_stacked.stacked_to_std_scalar,
     ),
     UnaryOp("no_op", _f64, "none: identity (cast to float64)", "elementwise", idempotent=True),
 )
@@ -308,6 +363,24 @@ def _run_checked(op_name: str, case: str, fn: Callable[[], Tensor]) -> Tensor:
     return result
 
 
+def _check_stacked(op: UnaryOp, case: str, x: Tensor) -> None:
+    stacked_fn = op.stacked
+    if stacked_fn is None:
+        return
+    x64 = x.to(torch.float64)
+    pair = torch.stack([x64, x64 * -0.5])  # two slices of the same shape
+    before = pair.clone()
+    y = _run_checked(op.name, case + " (stacked)", functools.partial(stacked_fn, pair))
+    if not torch.equal(pair, before):
+        raise ValueError(f"operator {op.name!r}: stacked form modified its input on case {case!r}")
+    want = torch.stack([op.fn(v) for v in pair])
+    if y.shape != want.shape or not torch.allclose(y, want, rtol=1e-9, atol=1e-12):
+        raise ValueError(
+            f"operator {op.name!r}: stacked form differs from the per-tensor operator "
+            f"on case {case!r}"
+        )
+
+
 def validate_unary(op: UnaryOp) -> None:
     """Run a unary operator on the fixed battery and check its declared behaviour.
 
@@ -316,8 +389,9 @@ def validate_unary(op: UnaryOp) -> None:
 
     Raises:
         ValueError: naming the operator and the failing case, if it raises, returns a non-finite
-            value, modifies its input, breaks its `output` shape behaviour, or if its `idempotent`
-            or `self_inverse` flag does not hold exactly.
+            value, modifies its input, breaks its `output` shape behaviour, if its stacked form
+            (``op.stacked``) differs from applying it to each slice, or if its `idempotent` or
+            `self_inverse` flag does not hold exactly.
     """
     if op.output not in ("elementwise", "same_shape", "scalar"):
         raise ValueError(f"operator {op.name!r}: unknown output kind {op.output!r}")
@@ -357,6 +431,8 @@ def validate_unary(op: UnaryOp) -> None:
                 raise ValueError(
                     f"operator {op.name!r} declared self-inverse but f(f(x)) != x on case {case!r}"
                 )
+    for case, x in _battery():  # after the checks above, whose messages are more specific
+        _check_stacked(op, case, x)
 
 
 def validate_binary(op: BinaryOp) -> None:

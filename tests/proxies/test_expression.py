@@ -397,6 +397,9 @@ def test_evaluate_many_shares_branch_prefixes(monkeypatch: pytest.MonkeyPatch) -
         "difference(l1_norm(square(weight)), grad)",
         "sum(mean(square(weight)), softmax(square(grad)))",
     ]
-    results = evaluate_many([parse_expression(t) for t in texts], inputs)
+    results = evaluate_many([parse_expression(t) for t in texts], inputs, stacked=False)
     assert all(r.status == "ok" for r in results)
     assert len(calls) == 2 + 3  # once per tensor of weight and of grad, not once per branch
+    calls.clear()
+    assert evaluate_many([parse_expression(t) for t in texts], inputs) == results
+    assert len(calls) == 2 + 1  # stacked: once per shape (weight has two, grad one)

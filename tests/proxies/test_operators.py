@@ -215,3 +215,63 @@ def test_register_binary() -> None:
     with pytest.raises(ValueError, match="non-finite"):
         register_binary(BinaryOp("bad_pow", lambda a, b: a * b * 1e300, "none", False))
     assert "bad_sub" not in BINARY_OPS and "bad_pow" not in BINARY_OPS
+
+
+# The published `where` forms of the guards; the operators compute the same values without
+# torch.where (slow on CPU), and must agree bit for bit, NaN, infinities and -0.0 included.
+WHERE_FORMS = {
+    "log": lambda x: torch.where(x <= 0, 1.0, x).clamp(max=operators.LOG_MAX).log(),
+    "abslog": lambda x: torch.where(x.abs() == 0, 1.0, x.abs()).clamp(max=operators.LOG_MAX).log(),
+    "invert": lambda x: (
+        1.0
+        / torch.where(
+            x >= 0, x.clamp(min=operators.INVERT_MIN_ABS), x.clamp(max=-operators.INVERT_MIN_ABS)
+        )
+    ),
+    "sqrt": lambda x: x.clamp(min=0.0).sqrt(),
+}
+special = st.sampled_from([0.0, -0.0, math.inf, -math.inf, math.nan, 1e-320, -1e-320, 1e300])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.floats(allow_nan=True), special), min_size=1, max_size=40),
+    name=st.sampled_from(sorted(WHERE_FORMS)),
+)
+def test_guards_equal_their_where_forms(values: list[float], name: str) -> None:
+    x = t(*values)
+    before = x.clone()
+    got, want = UNARY_OPS[name](x), WHERE_FORMS[name](x)
+    assert torch.equal(got.isnan(), want.isnan())
+    assert torch.equal(torch.nan_to_num(got), torch.nan_to_num(want))
+    assert torch.equal(x.isnan(), before.isnan()) and torch.equal(
+        x.nan_to_num(), before.nan_to_num()
+    )
+
+
+def test_frobenius_norm_of_nan_and_inf() -> None:
+    assert math.isnan(UNARY_OPS["frobenius_norm"](t(1.0, math.nan)).item())
+    assert UNARY_OPS["frobenius_norm"](t(1.0, -math.inf)).item() == math.inf
+    assert UNARY_OPS["frobenius_norm"](t(0.0, 0.0)).item() == 0.0
+
+
+def test_stacked_forms_are_declared_where_exact() -> None:
+    stacked = {n for n, op in UNARY_OPS.items() if op.stacked is not None}
+    assert stacked == set(UNARY_OPS)  # every built-in has one (elementwise ops are their own)
+    assert all(op.stacked is op.fn for op in UNARY_OPS.values() if op.output == "elementwise")
+    assert replace(UNARY_OPS["normalize"], stacked_fn=None).stacked is None  # runs per tensor
+
+
+def test_register_unary_rejects_a_wrong_stacked_form() -> None:
+    # Normalising the whole stack instead of each slice mixes the tensors.
+    whole = replace(
+        UNARY_OPS["normalize"], name="whole_normalize", stacked_fn=UNARY_OPS["normalize"].fn
+    )
+    with pytest.raises(ValueError, match="stacked form differs"):
+        register_unary(whole)
+    assert "whole_normalize" not in UNARY_OPS
+    inplace = _unary(
+        "inplace_stack", lambda x: x.to(torch.float64).abs(), stacked_fn=lambda x: x.abs_()
+    )
+    with pytest.raises(ValueError, match="stacked form modified its input"):
+        register_unary(inplace)
