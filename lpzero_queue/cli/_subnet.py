@@ -50,7 +50,8 @@ def subnet_pretrain(
 
     Example: lpzq subnet pretrain --out tiny-llama --steps 300
     """
-    from lpzero_queue.execution.train_tasks import JobRequest, TrainRunner
+    from lpzero_queue.execution.train_runner import TrainRunner
+    from lpzero_queue.execution.train_tasks import JobRequest
     from lpzero_queue.training.llama import tiny_llama_config
 
     if min(hidden, layers, heads, intermediate) < 1 or hidden % heads:
@@ -105,17 +106,23 @@ def subnet_search(
     batch_size: int = typer.Option(8, "--batch-size", help="Fine-tuning batch size."),
     seq_len: int = typer.Option(64, "--seq-len", help="Fine-tuning sequence length (8..192)."),
     lr: float = typer.Option(3e-3, "--lr", help="AdamW peak learning rate of the adapters."),
+    linear_scope: str = typer.Option(
+        "mixer", "--linear-scope", help="weight/grad from: mixer (q,k,v,o) or all (and MLP)."
+    ),
     out: Path | None = typer.Option(None, "--out", help="JSON report (default: data dir)."),
 ) -> None:
     """Score sampled sub-networks with a proxy, fine-tune the picked ones, compare.
 
     Example: lpzq subnet search --model tiny-llama --proxy lpzero-gpt2 --samples 200 --top-k 4
     """
-    from lpzero_queue.execution.train_tasks import JobRequest, TrainRunner
+    from lpzero_queue.execution.train_runner import TrainRunner
+    from lpzero_queue.execution.train_tasks import JobRequest
     from lpzero_queue.proxies.spec import resolve_proxy
     from lpzero_queue.training import subnet as sn
     from lpzero_queue.training.llama import load_llama
 
+    if linear_scope not in ("mixer", "all"):
+        raise LpzqError(f"invalid --linear-scope {linear_scope!r}; valid: mixer, all")
     if samples < 1 or top_k < 1 or rank < 1:
         raise LpzqError("--samples, --top-k and --rank must be positive")
     rk = top_k if random_k is None else random_k
@@ -137,7 +144,9 @@ def subnet_search(
     )
     started = time.perf_counter()
     batch = sn.proxy_batch(seed=seed, batch_size=4, seq_len=64)
-    scored = sn.score_subnets(path, subnets, spec.text, seed=seed, batch=batch)
+    scored = sn.score_subnets(
+        path, subnets, spec.text, seed=seed, batch=batch, linear_scope=linear_scope
+    )
     ok = [r for r in scored if r["status"] == "ok"]
     _say(f"scored {len(scored)} sub-networks in {time.perf_counter() - started:.1f} s "
          f"({len(ok)} ok)")  # fmt: skip
@@ -161,7 +170,7 @@ def subnet_search(
     rt.require_schema(create=True)
     runner = TrainRunner(rt.settings, rt.engine, say=_say)
     results = runner.run(requests)
-    table, report_rows = [], []
+    table: list[dict[str, Any]] = []
     for (group, row), res in zip(groups, results, strict=True):
         m = res.metrics
         params = m.get("params", {})
@@ -171,7 +180,6 @@ def subnet_search(
             "valid_ppl": m.get("valid_ppl"), "active_params": params.get("active"),
             "trainable_params": params.get("trainable"), "error": res.error,
         }  # fmt: skip
-        report_rows.append(entry)
         table.append(entry)
     _print_table(table)
     summary = _summary(table)
@@ -190,9 +198,10 @@ def subnet_search(
     report = {
         "command": shlex.join(["lpzq", *sys.argv[1:]]),
         "model": str(path), "model_sha": fingerprint, "proxy": spec.text,
-        "direction": spec.direction, "seed": seed, "hyperparameters": hp,
+        "direction": spec.direction, "linear_scope": linear_scope, "seed": seed,
+        "hyperparameters": hp,
         "space": {"layers": space.layers, "widths": list(space.widths), "ranks": list(space.ranks)},
-        "scored": scored, "finetuned": report_rows, "summary": summary["groups"],
+        "scored": scored, "finetuned": table, "summary": summary["groups"],
         "proxy_vs_active_params_kendall": tau_size,
     }  # fmt: skip
     target = out or rt.settings.data_dir / "subnet" / f"search-{fingerprint}-seed{seed}.json"

@@ -61,7 +61,7 @@ def bench_create(
     """
     from lpzero_queue.benchmarks.catalog import store_benchmark
     from lpzero_queue.benchmarks.records import SHIPPED
-    from lpzero_queue.execution.train_tasks import TrainRunner
+    from lpzero_queue.execution.train_runner import TrainRunner
     from lpzero_queue.storage import Benchmark, transaction
     from lpzero_queue.training.created import link_jobs, plan_benchmark, results_to_spec
     from lpzero_queue.training.spaces import SpaceScale

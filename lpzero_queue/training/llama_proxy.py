@@ -10,7 +10,8 @@ tensors through Tap modules, so the same extraction and expression evaluation sc
 * ``head``: each layer's ``q_proj`` output;
 * ``softmax``: each layer's attention probabilities (eager attention returns them);
 * ``embedding``: the token-embedding output (``jacobs``);
-* ``weight``/``grad``: the q, k, v and o projections of every layer (the token-mixing Linears).
+* ``weight``/``grad``: the q, k, v and o projections of every layer (the token-mixing Linears,
+  scope ``mixer``), or those and the gate, up and down projections (scope ``all``).
 
 The gradient objective is the next-token loss (``lm``) on a batch of the shipped text, as for
 GPT-2; every parameter gets a gradient for that one pass, whatever was frozen before.
@@ -23,8 +24,11 @@ from typing import Any
 from torch import Tensor, nn
 
 from lpzero_queue.benchmarks.taps import Tap
+from lpzero_queue.training.llama import LORA_TARGETS
 
-__all__ = ["LlamaTapped"]
+__all__ = ["LINEAR_SCOPES", "LlamaTapped"]
+
+LINEAR_SCOPES = ("mixer", "all")
 
 
 def _unwrap(lin: nn.Module) -> nn.Linear:
@@ -38,11 +42,15 @@ class LlamaTapped(nn.Module):
 
     Args:
         model: A ``LlamaForCausalLM`` with eager attention (possibly a sub-network).
+        linear_scope: ``mixer`` (attention projections) or ``all`` (attention and MLP).
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, linear_scope: str = "mixer") -> None:
         super().__init__()
+        if linear_scope not in LINEAR_SCOPES:
+            raise ValueError(f"unknown linear scope {linear_scope!r}; valid: mixer, all")
         self.model = model
+        self.linear_scope = linear_scope
         self.embedding_tap = Tap("embedding")
         self.layer_taps = nn.ModuleList()
         self._handles: list[Any] = []
@@ -78,17 +86,14 @@ class LlamaTapped(nn.Module):
         return hook
 
     def mixer_linears(self) -> list[nn.Linear]:
-        """The q, k, v and o projections of every layer (``weight``/``grad`` inputs)."""
+        """The Linears of the ``weight``/``grad`` inputs, layer by layer (see the scope)."""
+        names = LORA_TARGETS if self.linear_scope == "all" else LORA_TARGETS[:4]
         out = []
         layers: Any = self.model.model.layers
         for layer in layers:
-            attn = layer.self_attn
-            out += [
-                _unwrap(attn.q_proj),
-                _unwrap(attn.k_proj),
-                _unwrap(attn.v_proj),
-                _unwrap(attn.o_proj),
-            ]
+            for name in names:
+                block = layer.self_attn if name in LORA_TARGETS[:4] else layer.mlp
+                out.append(_unwrap(getattr(block, name)))
         return out
 
     def forward(self, input_ids: Tensor, labels: Tensor | None = None) -> Any:

@@ -126,6 +126,7 @@ def score_subnets(
     seed: int,
     batch: Any,
     alpha: float = 16.0,
+    linear_scope: str = "mixer",
 ) -> list[dict[str, Any]]:
     """Proxy score, status and parameter counts of each sub-network (one pass each).
 
@@ -151,7 +152,7 @@ def score_subnets(
                                "trainable_params": counts["trainable"]}  # fmt: skip
         for p in model.parameters():
             p.requires_grad_(True)  # every weight needs a gradient for the proxy pass
-        tapped = LlamaTapped(model)
+        tapped = LlamaTapped(model, linear_scope)
         try:
             inputs = extract_inputs(tapped, batch, objective="lm", seed=seed)
             score = float(evaluate(expr, inputs))

@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import Engine, select
 
 from lpzero_queue.config import load_settings
+from lpzero_queue.execution.train_runner import TrainRunner
 from lpzero_queue.execution.train_tasks import (
     TEST_STEP_SLEEP_ENV,
     JobRequest,
-    TrainRunner,
     execute_job,
     lease_job,
 )
