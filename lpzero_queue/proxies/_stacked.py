@@ -83,13 +83,23 @@ def stacked_to_std_scalar(x: Tensor) -> Tensor:
 
 
 def stacked_frobenius_norm(x: Tensor) -> Tensor:
-    """``frobenius_norm`` of each slice, rescaled by its max |x| like the per-tensor operator."""
+    """``frobenius_norm`` of each slice.
+
+    The plain norm when it lies in ``(1e-100, 1e100)``: then no square overflows and the squares
+    that underflow weigh less than 1e-100 relative, so it equals the rescaled norm of the
+    per-tensor operator up to rounding (and is exactly |x| for a 0-d slice). Other rows (0, huge,
+    tiny, inf or NaN norms) take the rescaled form.
+    """
     r = _rows(x)
-    scale = torch.linalg.vector_norm(r, ord=float("inf"), dim=1)  # (G,) max |x|
+    plain = torch.linalg.vector_norm(r, dim=1)  # (G,)
+    in_range = (plain > 1e-100) & (plain < 1e100)  # False for NaN
+    if bool(in_range.all()):
+        return plain
+    scale = r.abs().amax(dim=1)  # (G,) max |x|
     usable = torch.isfinite(scale) & (scale > 0)
     safe = torch.where(usable, scale, 1.0)
     norm = torch.linalg.vector_norm(r / safe[:, None], dim=1)
-    return torch.where(usable, safe * norm, norm)
+    return torch.where(in_range, plain, torch.where(usable, safe * norm, norm))
 
 
 def stacked_normalize(x: Tensor, eps: float) -> Tensor:

@@ -322,8 +322,11 @@ def _branch_means(
     With ``stacked``, each input is cast to float64 once and its tensors of equal shape are
     stacked (``_stacked.StackedList``), so an operator costs one call per shape, not per tensor.
     """
+    # The stacked path walks canonical chains (no `no_op`, no `abs(abs(x))`, no
+    # `negate(negate(x))`): the same values exactly (the flags are validated exactly), less work.
+    walked = {b: Branch(b.input, _canonical_chain(b.unary)) if stacked else b for b in branches}
     roots: dict[str, _Node] = {}
-    for b in branches:
+    for b in walked.values():
         node = roots.setdefault(b.input, _Node())
         for name in b.unary:
             node = node.children.setdefault(name, _Node())
@@ -351,7 +354,7 @@ def _branch_means(
                 )
             for name, child in node.children.items():
                 stack.append((child, (*chain, name), state))
-    return out
+    return {b: out[w] for b, w in walked.items()}
 
 
 def _combine(e: Expression, left: Tensor, right: Tensor) -> float:
