@@ -280,6 +280,12 @@ def execute_job(
         values = {"status": "timeout", "error": reason, "step": step}
     except Exception as exc:  # a deterministic failure is a result: store it, do not retry
         values = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    except KeyboardInterrupt:
+        # Ctrl-C in the in-process runner: hand the job back at once (no waiting for the lease
+        # to expire); the next run resumes it from its checkpoint.
+        heartbeat.stop()
+        _finish(engine, job_id, worker, attempt, {"status": "pending", "error": "interrupted"})
+        raise
     finally:
         heartbeat.stop()
     outcome = _finish(engine, job_id, worker, attempt, values)
