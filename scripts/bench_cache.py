@@ -16,7 +16,9 @@ constant ones redrawn) are scored twice:
   candidate.
 
 Each storage dtype (float32, float16) runs in its own child process so that its peak RSS
-(VmHWM) is its own; the parent prints the table and the Spearman change float16 causes.
+(VmHWM) is its own; the parent prints the table and the Spearman change float16 causes. Rates are
+printed per wall-clock second and per CPU second of the child (``time.process_time``): on a machine
+shared with other work, the wall-clock ratio moves with the load between the two timed phases.
 """
 
 from __future__ import annotations
@@ -106,13 +108,13 @@ def child(dtype_name: str, n_archs: int, n_exprs: int, n_recompute: int) -> dict
         t1 = time.perf_counter()
         scores.append([r.score for r in evaluate_many(exprs, inputs.tensors)])
         t_compute, t_eval = t_compute + t1 - t0, t_eval + time.perf_counter() - t1
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for rec in records:  # warm pass: every lookup is a hit
         evaluate_many(exprs, get(rec).tensors)
-    t_warm = time.perf_counter() - t0
+    t_warm, c_warm = time.perf_counter() - t0, time.process_time() - c0
     stats = cache.stats()
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for e in exprs[:n_recompute] if dtype == torch.float32 else []:
         for rec in records:
             inputs = compute_inputs(
@@ -122,7 +124,7 @@ def child(dtype_name: str, n_archs: int, n_exprs: int, n_recompute: int) -> dict
                 evaluate(e, inputs.tensors)
             except Exception:
                 continue
-    t_recompute = time.perf_counter() - t0
+    t_recompute, c_recompute = time.perf_counter() - t0, time.process_time() - c0
     return {
         "dtype": dtype_name,
         "batch": f"{bs}x{seq}",
@@ -130,6 +132,8 @@ def child(dtype_name: str, n_archs: int, n_exprs: int, n_recompute: int) -> dict
         "t_eval": t_eval,
         "t_warm": t_warm,
         "t_recompute": t_recompute,
+        "c_warm": c_warm,
+        "c_recompute": c_recompute,
         "n_recompute": n_recompute * len(records) if dtype == torch.float32 else 0,
         "bytes": stats.bytes_in_ram,
         "entries": stats.entries,
@@ -211,6 +215,7 @@ def main() -> None:
         f"{'cold x':>7} {'warm x':>7} {'1000-cand x':>11} {'cache MB':>9} {'VmHWM MB':>9}"
     )
     print(hdr)
+    cpu_rows = []
     for name, r in results.items():
         cold = cand / (r["t_compute"] + r["t_eval"])
         warm = cand / r["t_warm"]
@@ -225,6 +230,14 @@ def main() -> None:
             f"{search_recompute / search_cached:>11.0f} {r['bytes'] / 1e6:>9.1f} "
             f"{r['vmhwm_mb']:>9.0f}"
         )
+        cpu_warm, cpu_recompute = cand / r["c_warm"], r32["n_recompute"] / r32["c_recompute"]
+        cpu_rows.append(
+            f"{name:<8} {cpu_warm:>11.1f} {cpu_recompute:>13.2f} {cpu_warm / cpu_recompute:>7.0f}"
+        )
+    print()
+    print("the same per CPU second of this process (less sensitive to other load on the machine):")
+    print(f"{'dtype':<8} {'warm cand/s':>11} {'recomp cand/s':>13} {'warm x':>7}")
+    print("\n".join(cpu_rows))
     print()
     print(
         "cold: inputs computed once per arch inside the run, then evaluate_many over the "
