@@ -118,7 +118,9 @@ def bench_create(
             f"{plan.train_seeds[1]}, n={int(ceiling['n'])}): Kendall {ceiling['kendall']:.3f}, "
             f"Spearman {ceiling['spearman']:.3f}"
         )
-    typer.echo(f"next: lpzq search start --bench {name} --sample {max(3, archs // 2)}")
+    sample = max(3, archs // 2)  # half the architectures for the search, half held out
+    probe = "" if sample > 10 else f" --probe-size {max(3, sample // 2)}"
+    typer.echo(f"next: lpzq search start --bench {name} --sample {sample}{probe}")
 
 
 def select_benchmark(column: Any, name: str) -> Any:
