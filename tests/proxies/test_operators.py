@@ -228,7 +228,6 @@ WHERE_FORMS = {
             x >= 0, x.clamp(min=operators.INVERT_MIN_ABS), x.clamp(max=-operators.INVERT_MIN_ABS)
         )
     ),
-    "sqrt": lambda x: x.clamp(min=0.0).sqrt(),
 }
 special = st.sampled_from([0.0, -0.0, math.inf, -math.inf, math.nan, 1e-320, -1e-320, 1e300])
 
@@ -247,6 +246,15 @@ def test_guards_equal_their_where_forms(values: list[float], name: str) -> None:
     assert torch.equal(x.isnan(), before.isnan()) and torch.equal(
         x.nan_to_num(), before.nan_to_num()
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=True), special), min_size=1, max_size=40))
+def test_sqrt_is_within_rounding_of_torch_sqrt(values: list[float]) -> None:
+    x = t(*values)
+    got, want = UNARY_OPS["sqrt"](x), x.clamp(min=0.0).sqrt()
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got == 0, want == 0)
+    assert torch.allclose(got, want, rtol=4e-16, atol=0.0, equal_nan=True)
 
 
 def test_frobenius_norm_of_nan_and_inf() -> None:
