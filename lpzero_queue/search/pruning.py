@@ -197,8 +197,10 @@ def search_fitness(
     """The fitness of a candidate: the overall correlation, optionally blended with within-strata.
 
     ``(1 - w) * overall + w * mean(within)``, where ``within`` is :func:`correlation_fitness` inside
-    each stratum (e.g. depth) with at least 3 members and neither side constant there. With
-    ``w = 0`` (default) or no qualifying stratum it is the overall correlation alone. A within
+    each stratum (e.g. depth) with at least 3 members and a non-constant truth there; a proxy that
+    is constant inside a stratum ranks nothing there and counts 0 (so a depth-only proxy does not
+    escape the term). With ``w = 0`` (default) or no qualifying stratum it is the overall
+    correlation alone. A within
     term rewards proxies that rank architectures of the same depth, which the overall correlation
     on a depth-dominated benchmark barely sees.
 
@@ -222,12 +224,11 @@ def search_fitness(
         groups.setdefault(label, []).append(i)
     within = []
     for members in groups.values():
-        if len(members) >= 3:
-            value = correlation_fitness(
-                [scores[i] for i in members], [truth[i] for i in members], metric
-            )
-            if value is not None:
-                within.append(value)
+        inside = [truth[i] for i in members]
+        if len(members) < 3 or len(set(inside)) < 2:
+            continue  # nothing to rank inside this stratum
+        value = correlation_fitness([scores[i] for i in members], inside, metric)
+        within.append(0.0 if value is None else value)  # constant inside: ranks nothing there
     if not within:
         return overall
     return (1.0 - within_weight) * overall + within_weight * float(np.mean(within))

@@ -178,9 +178,17 @@ def test_search_fitness_blends_the_within_strata_correlation() -> None:
     assert search_fitness(reversed_within, truth, "spearman") == overall  # w = 0: published
     blended = search_fitness(reversed_within, truth, "spearman", strata=strata, within_weight=0.5)
     assert overall is not None and blended == pytest.approx(0.5 * overall + 0.5 * -1.0)
-    # Constant inside every stratum: no stratum qualifies, the overall correlation stands.
+    # Constant inside every stratum (ranks depth only): it ranks nothing within, which counts 0.
+    depth_fit = correlation_fitness(depth_only, truth, "kendall")
+    assert depth_fit is not None
     assert search_fitness(
         depth_only, truth, "kendall", strata=strata, within_weight=0.5
-    ) == correlation_fitness(depth_only, truth, "kendall")
+    ) == pytest.approx(0.5 * depth_fit)
+    # Strata whose truth is constant, or with fewer than 3 members, do not count.
+    assert search_fitness(
+        reversed_within, [1.0] * 4 + truth[4:], "spearman", strata=strata, within_weight=0.5
+    ) == pytest.approx(
+        0.5 * correlation_fitness(reversed_within, [1.0] * 4 + truth[4:], "spearman") - 0.5
+    )
     with pytest.raises(ValueError, match="strata"):
         search_fitness(truth, truth, "spearman", strata=[1, 2], within_weight=0.5)
