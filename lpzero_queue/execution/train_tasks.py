@@ -266,7 +266,14 @@ def execute_job(
             progress=progress,
             should_stop=should_stop,
         )
-        metrics.update(worker=worker, attempt=attempt)
+        from lpzero_queue.versions import code_version, library_versions
+
+        metrics.update(
+            worker=worker,
+            attempt=attempt,
+            code_version=code_version(),
+            library_versions=library_versions(),
+        )
         values = {
             "status": "completed",
             "metrics": metrics,
