@@ -12,7 +12,7 @@ import torch
 
 from lpzero_queue.benchmarks.batches import TOKENIZERS, InputBatch, batch_content_hash
 from lpzero_queue.benchmarks.records import load_shipped
-from lpzero_queue.proxies import operators
+from lpzero_queue.proxies import _stacked, operators
 from lpzero_queue.proxies._stacked import StackedList
 from lpzero_queue.proxies.expression import (
     LPZERO_FLEXIBERT,
@@ -133,6 +133,15 @@ def test_groups_follow_shapes_and_scalars_merge() -> None:
     reduced = stacked.apply(UNARY_OPS["mean"])
     assert len(reduced.groups) == 1 and reduced.means().tolist() == [1.0, 1.0, 2.0, 1.0]
     assert StackedList.from_tensors([torch.ones(2), torch.empty(0)]) is None  # left to the loop
+
+
+def test_groups_are_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_stacked, "MAX_GROUP_BYTES", 2 * 8 * 6)  # two (2, 3) float64 tensors
+    tensors = [torch.full((2, 3), float(i)) for i in range(5)] + [torch.ones(40)]
+    stacked = StackedList.from_tensors(tensors)
+    assert stacked is not None
+    assert [p.tolist() for p, _ in stacked.groups] == [[0, 1], [2, 3], [4], [5]]
+    assert stacked.apply(UNARY_OPS["square"]).means().tolist() == [0.0, 1.0, 4.0, 9.0, 16.0, 1.0]
 
 
 def test_operator_without_stacked_form_runs_per_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
