@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
 
 from lpzero_queue.benchmarks.batches import InputBatch, make_batch
 from lpzero_queue.benchmarks.builders import structural_summary
@@ -44,12 +42,7 @@ REQUIRED = [
 B, T = 2, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _flexibert_mixed() -> dict[str, Any]:

@@ -6,7 +6,6 @@ import functools
 import hashlib
 import math
 import re
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -48,13 +47,7 @@ expressions = st.builds(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tensors here are tiny: intra-op threads only add overhead (and contend on shared CPUs).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.cache

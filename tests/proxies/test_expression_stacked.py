@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -33,12 +32,7 @@ ARCHS = [("flexibert", "flexibert", 0), ("flexibert", "flexibert", 8),
          ("gpt2", "gpt2-wt103", 93), ("gpt2", "gpt2-wt103", 155)]  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(space: str) -> InputBatch:
