@@ -25,7 +25,14 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DATA_DESCRIPTION", "VALID_FRACTION", "TokenBatch", "token_stream", "train_batch"]
+__all__ = [
+    "DATA_DESCRIPTION",
+    "VALID_FRACTION",
+    "TokenBatch",
+    "token_stream",
+    "train_batch",
+    "valid_batches",
+]
 
 VALID_FRACTION: Final = 0.1  # every 10th paragraph of english.txt is validation text
 DATA_DESCRIPTION: Final = (
