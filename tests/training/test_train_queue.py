@@ -132,3 +132,24 @@ def test_worker_killed_mid_training_resumes_from_its_checkpoint(
     assert (row.status, row.attempts) == ("completed", 2), log[-3000:]
     assert row.metrics["resumed_from"] >= killed_at and row.metrics["steps"] == 6
     assert log.count(f"training job {job_id} attempt 2: completed") == 1, log[-3000:]
+
+
+def test_ctrl_c_hands_the_job_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lpzero_queue.training.loop as loop
+
+    url = f"sqlite:///{tmp_path / 'lpzq.sqlite3'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    settings = load_settings({"LPZQ_DATABASE_URL": url, "LPZQ_DATA_DIR": str(tmp_path)})
+    request = _request()
+    (job_id,) = TrainRunner(settings, engine, say=lambda _: None).submit([request])
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        execute_job(job_id, url, worker="me", job_key=request.key, data_dir=tmp_path)
+    (row,) = _rows(engine)
+    assert (row.status, row.lease_expires_at, row.error) == ("pending", None, "interrupted")
+    engine.dispose()
