@@ -98,7 +98,7 @@ def search_start(
         None, "--linear-scope", help="Linears feeding weight/grad: mixer or all."
     ),
     reductions: str = typer.Option(
-        "mean",
+        "mean,total",
         "--reductions",
         help="Reductions over layers the GP may use, comma-separated: mean (published), total.",
     ),

@@ -96,8 +96,9 @@ class SearchConfig:
     seq_len: int | None = None  # None: the benchmark's default
     inputs: tuple[str, ...] | None = None  # input names genes may take; None: every input
     # Reductions over layer pairs the GP may choose ("mean" published, "total" = sum, which keeps
-    # depth). ("mean",) = the published search space: genotypes carry no reduce gene.
-    reductions: tuple[str, ...] = ("mean",)
+    # depth). ("mean",) = the published search space: genotypes carry no reduce gene. Default both:
+    # on FlexiBERT (seed 0 / 1) the held-out Kendall rose from 0.520 / 0.488 to 0.710 / 0.688.
+    reductions: tuple[str, ...] = ("mean", "total")
     # A generation stops drawing after per_generation * max_draws_factor statically pruned or
     # valid draws (a converged population yields mostly duplicates); it then has fewer children.
     max_draws_factor: int = 50
@@ -152,7 +153,7 @@ class SearchConfig:
 
     def _check_reductions(self) -> None:
         value = self.reductions
-        if value == ("mean",):  # the default: no need to import the registry
+        if value in (("mean",), ("mean", "total")):  # valid: no need to import the registry
             return
         from lpzero_queue.proxies.operators import REDUCTIONS  # lazy: imports torch
 

@@ -124,7 +124,8 @@ def load_context(sessions: sessionmaker[Session], run_id: int) -> RunContext:
             raise NotFoundError(f"no search run {run_id} (runs: {known})")
         bench = s.get(Benchmark, run.benchmark_id)
         assert bench is not None
-        config = SearchConfig.from_dict(run.config)
+        # Keys added after a run was recorded take the values that run used, not today's defaults.
+        config = SearchConfig.from_dict({"reductions": ["mean"], **run.config})
         setup = ScoringSetup.resolve(
             bench.space,
             builder=config.builder,

@@ -21,12 +21,12 @@ def test_eval_named_proxy_prints_provenance_and_baselines(
     assert "loaded the shipped benchmark 'gpt2-wt103'" in out.stdout
     header = next(line for line in out.stdout.splitlines() if line.startswith("gpt2-wt103:"))
     parts = ("search split", "n=5", "seeds [0]", "builder gpt2", "objective lm", "batch 2x16")
-    for part in (*parts, "linear scope mixer"):
+    for part in (*parts, "linear scope all"):
         assert part in header, (part, header)
     for name in ("lpzero-gpt2", "params", "nonembedding_params", "n_layers", "layers_x_hidden"):
         assert any(line.startswith(name) for line in out.stdout.splitlines()), name
     # Another linear scope is another setup: computed and stored beside the first.
-    every = run_lpzq(
+    mixer = run_lpzq(
         "proxy",
         "eval",
         "lpzero-gpt2",
@@ -34,11 +34,11 @@ def test_eval_named_proxy_prints_provenance_and_baselines(
         "gpt2-wt103",
         *SMALL,
         "--linear-scope",
-        "all",
+        "mixer",
         env=cli_env,
     )
-    assert every.returncode == 0, every.stderr
-    assert "linear scope all" in every.stdout
+    assert mixer.returncode == 0, mixer.stderr
+    assert "linear scope mixer" in mixer.stdout
     db = next((tmp_path / "data").rglob("lpzq.sqlite3"))
     with sqlite3.connect(db) as conn:
         rows = conn.execute(

@@ -146,7 +146,9 @@ def test_flexibert_inputs_counts_and_shapes(builder: str, name: str, fb_batch: I
 def test_gpt2_inputs_counts_and_shapes(gpt2_records: list[Any], gpt2_batch: InputBatch) -> None:
     for rec in gpt2_records:
         cfg = rec.config
-        p = compute_inputs("gpt2", cfg, builder=None, seed=0, batch=gpt2_batch)
+        p = compute_inputs(
+            "gpt2", cfg, builder=None, seed=0, batch=gpt2_batch, linear_scope="mixer"
+        )
         d, n = cfg["d_model"], cfg["n_layer"]
         assert p.key.objective == "lm" and p.key.builder == "gpt2"
         assert [tuple(t.shape) for t in p.tensors["act"]] == [(B, T, w) for w in cfg["d_inner"]]
@@ -326,8 +328,10 @@ def test_linear_scope_all_takes_every_linear_with_a_gradient(
 ) -> None:
     batch = fb_batch if space == "flexibert" else gpt2_batch
     config = FLEXI_CONFIGS["sdp_wma_dft"] if space == "flexibert" else gpt2_records[1].config
-    mixer = compute_inputs(space, config, builder=None, seed=3, batch=batch)
+    mixer = compute_inputs(space, config, builder=None, seed=3, batch=batch, linear_scope="mixer")
     every = compute_inputs(space, config, builder=None, seed=3, batch=batch, linear_scope="all")
+    default = inputs_key(space, config, builder=None, seed=3, batch=batch).linear_scope
+    assert default == {"flexibert": "mixer", "gpt2": "all"}[space]
     assert (mixer.key.linear_scope, every.key.linear_scope) == ("mixer", "all")
     assert mixer.key.digest != every.key.digest
     # Reference: the same model, one backward, every nn.Linear whose weight got a gradient.

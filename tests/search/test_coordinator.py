@@ -185,3 +185,21 @@ def test_a_run_with_the_wider_space_records_and_uses_it(sessions: sessionmaker[S
     assert stored["linear_scope"] == "all" and stored["within_weight"] == 0.5
     genotypes = [row[2] for row in _individuals(sessions, run_id)]
     assert any(g.startswith("total(") for g in genotypes)
+
+
+def test_a_run_recorded_before_new_settings_keeps_what_it_used(
+    sessions: sessionmaker[Session],
+) -> None:
+    from sqlalchemy import update
+
+    from lpzero_queue.search.coordinator import load_context
+
+    run_id = create_run(sessions, "gpt2-wt103", TINY)
+    old = {k: v for k, v in TINY.to_dict().items() if k not in ("reductions", "linear_scope")}
+    with transaction(sessions) as s:  # the config as stored before those settings existed
+        s.execute(update(SearchRun).where(SearchRun.id == run_id).values(config=old))
+    ctx = load_context(sessions, run_id)
+    assert ctx.config.reductions == ("mean",) and ctx.setup.linear_scope == "mixer"
+    # A new run resolves today's defaults and stores them.
+    ctx_new = load_context(sessions, create_run(sessions, "gpt2-wt103", TINY))
+    assert ctx_new.config.reductions == ("mean", "total") and ctx_new.setup.linear_scope == "all"
