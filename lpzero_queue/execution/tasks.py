@@ -5,7 +5,8 @@ Exactly-once comes from the database, not the broker: a worker *leases* a row wi
 conditional UPDATE (pending, or running with an expired lease, and attempts below the cap),
 renews the lease from a heartbeat thread while it computes, and writes the result and ``done`` in
 one transaction only while it still holds the lease. ``(worker, attempts)`` is the fencing token:
-a worker whose lease was taken over cannot overwrite the new holder's row.
+a worker whose lease was taken over cannot overwrite the new holder's row (the lease itself is
+:mod:`lpzero_queue.execution._lease`, shared with the training jobs).
 
 What a unit ends as (see ``execution.base``): ``done`` with its rows when it was scored, also when
 its scoring raised a deterministic error (``error`` rows) or passed the soft time limit
@@ -19,21 +20,26 @@ and CUDA must only ever be initialised in the forked children.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
-import random
 import signal
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import Connection, Engine, func, or_, select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import Engine, select, update
 
+from lpzero_queue.execution._lease import (
+    TRANSIENT_DB_ERRORS,
+    Heartbeat,
+    db_now,
+    finish_held,
+    held,
+    leasable,
+    take_lease,
+    with_db_retries,
+)
 from lpzero_queue.execution.base import (
     attempts_text,
     error_rows,
@@ -59,9 +65,16 @@ TEST_SLEEP_ENV = "LPZERO_QUEUE_TEST_TASK_SLEEP"
 # Test hook: an infrastructure failure inside the lease instead of scoring: "kill" makes the
 # child SIGKILL itself (a worker that always dies); any other value raises MemoryError(value).
 TEST_FAIL_ENV = "LPZERO_QUEUE_TEST_TASK_FAIL"
-TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 
-T = TypeVar("T")
+# Celery options of the lpzq tasks: retry an unreachable database with backoff, keep no result.
+DB_RETRY_TASK_OPTIONS: dict[str, Any] = {
+    "autoretry_for": TRANSIENT_DB_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 8,
+    "ignore_result": True,
+}
 
 _engines: dict[str, Engine] = {}
 _state: dict[str, Any] = {"settings": None, "cache": None, "device": "cpu"}
@@ -113,28 +126,6 @@ def _engine(url: str) -> Engine:
     return _engines[url]
 
 
-def db_now(conn: Connection) -> dt.datetime:
-    """The clock leases use: the database's on PostgreSQL (not the workers'), UTC on SQLite."""
-    if conn.dialect.name == "postgresql":
-        value: dt.datetime = conn.scalar(select(func.now()))  # type: ignore[assignment]
-        return value
-    return dt.datetime.now(dt.UTC)
-
-
-def with_db_retries(fn: Callable[[], T], *, tries: int = 6, base_s: float = 0.5) -> T:
-    """Call ``fn``, retrying transient database errors with exponential backoff and jitter."""
-    for attempt in range(tries):
-        try:
-            return fn()
-        except TRANSIENT_DB_ERRORS:
-            if attempt == tries - 1:
-                raise
-            delay = min(30.0, base_s * 2**attempt) * (0.5 + random.random())
-            log.warning("transient database error; retrying in %.1f s", delay, exc_info=True)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
 def lease_unit(
     engine: Engine, unit_id: int, worker: str, lease_s: float, unit_key: str | None = None
 ) -> int | None:
@@ -144,29 +135,15 @@ def lease_unit(
     """
     t = WorkUnitRow
     same_key = t.unit_key == unit_key if unit_key else t.id == unit_id
-    with engine.begin() as conn:
-        now = db_now(conn)
-        result = conn.execute(
-            update(t)
-            .where(
-                t.id == unit_id,
-                same_key,
-                or_(t.status == "pending", (t.status == "running") & (t.lease_expires_at < now)),
-                t.attempts < t.max_attempts,
-            )
-            .values(
-                status="running",
-                attempts=t.attempts + 1,
-                worker=worker,
-                lease_expires_at=now + dt.timedelta(seconds=lease_s),
-                heartbeat_at=now,
-                error=None,
-            )
-        )
-        if result.rowcount != 1:
-            return None
-        attempts: int = conn.scalar(select(t.attempts).where(t.id == unit_id))  # type: ignore[assignment]
-        return attempts
+    return take_lease(
+        engine,
+        t,
+        unit_id,
+        worker,
+        lease_s,
+        same_key=same_key,
+        below_cap=t.attempts < t.max_attempts,
+    )
 
 
 def _not_leased(engine: Engine, unit_id: int, unit_key: str | None) -> str:
@@ -186,11 +163,7 @@ def _not_leased(engine: Engine, unit_id: int, unit_key: str | None) -> str:
             return row.status
         gave_up = conn.execute(
             update(t)
-            .where(
-                t.id == unit_id,
-                or_(t.status == "pending", (t.status == "running") & (t.lease_expires_at < now)),
-                t.attempts >= t.max_attempts,
-            )
+            .where(t.id == unit_id, leasable(t, now), t.attempts >= t.max_attempts)
             .values(
                 status="failed",
                 lease_expires_at=None,
@@ -201,88 +174,16 @@ def _not_leased(engine: Engine, unit_id: int, unit_key: str | None) -> str:
         return "failed" if gave_up.rowcount == 1 else "busy"
 
 
-class _Heartbeat(threading.Thread):
-    """Renews a lease every ``interval_s`` seconds (default a third of it) while computing."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        unit_id: int,
-        worker: str,
-        attempt: int,
-        lease_s: float,
-        interval_s: float | None = None,
-    ):
-        super().__init__(name=f"lpzq-heartbeat-{unit_id}", daemon=True)
-        self.engine, self.unit_id, self.worker, self.attempt = engine, unit_id, worker, attempt
-        self.lease_s = lease_s
-        self.interval_s = interval_s if interval_s and interval_s < lease_s else lease_s / 3
-        self.stopped = threading.Event()
-        self.lost = threading.Event()
-
-    def run(self) -> None:
-        t = WorkUnitRow
-        while not self.stopped.wait(self.interval_s):
-            try:
-                with self.engine.begin() as conn:
-                    now = db_now(conn)
-                    renewed = conn.execute(
-                        update(t)
-                        .where(
-                            t.id == self.unit_id,
-                            t.status == "running",
-                            t.worker == self.worker,
-                            t.attempts == self.attempt,
-                        )
-                        .values(
-                            lease_expires_at=now + dt.timedelta(seconds=self.lease_s),
-                            heartbeat_at=now,
-                        )
-                    )
-                if renewed.rowcount != 1:
-                    log.warning("unit %d: lease lost (attempt %d)", self.unit_id, self.attempt)
-                    self.lost.set()
-                    return
-            except TRANSIENT_DB_ERRORS:
-                log.warning("unit %d: heartbeat failed; will retry", self.unit_id, exc_info=True)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join(timeout=10)
-
-
-def _held(unit_id: int, worker: str, attempt: int) -> Any:
-    """The WHERE clause of a write allowed only to the lease holder (the fencing token)."""
-    t = WorkUnitRow
-    return (
-        (t.id == unit_id) & (t.status == "running") & (t.worker == worker) & (t.attempts == attempt)
-    )
-
-
 def _finish(
     engine: Engine, unit_id: int, worker: str, attempt: int, *, result: dict[str, Any]
 ) -> str:
     """Record the unit's rows and ``done`` in one transaction, only while holding the lease."""
-    t = WorkUnitRow
-
-    def write() -> str:
-        with engine.begin() as conn:
-            now = db_now(conn)
-            written = conn.execute(
-                update(t)
-                .where(_held(unit_id, worker, attempt))
-                .values(
-                    status="done",
-                    result=result,
-                    error=None,
-                    lease_expires_at=None,
-                    heartbeat_at=now,
-                )
-            )
-            # 0 rows: another worker took the lease over; whatever it records is the one result.
-            return "done" if written.rowcount == 1 else "superseded"
-
-    return with_db_retries(write)
+    values = {"status": "done", "result": result, "error": None}
+    return (
+        "done"
+        if finish_held(engine, WorkUnitRow, unit_id, worker, attempt, values)
+        else "superseded"
+    )
 
 
 def _release(engine: Engine, unit_id: int, worker: str, attempt: int, reason: str) -> str:
@@ -293,13 +194,14 @@ def _release(engine: Engine, unit_id: int, worker: str, attempt: int, reason: st
         ``failed``, ``released`` or ``superseded`` (the lease was no longer ours).
     """
     t = WorkUnitRow
+    fenced = held(t, unit_id, worker, attempt)
 
     def write() -> str:
         with engine.begin() as conn:
             now = db_now(conn)
             failed = conn.execute(
                 update(t)
-                .where(_held(unit_id, worker, attempt), t.attempts >= t.max_attempts)
+                .where(fenced, t.attempts >= t.max_attempts)
                 .values(
                     status="failed",
                     lease_expires_at=None,
@@ -312,7 +214,7 @@ def _release(engine: Engine, unit_id: int, worker: str, attempt: int, reason: st
                 return "failed"
             released = conn.execute(
                 update(t)
-                .where(_held(unit_id, worker, attempt))
+                .where(fenced)
                 .values(lease_expires_at=now, heartbeat_at=now, error=reason[:2000])
             )
             return "released" if released.rowcount == 1 else "superseded"
@@ -384,7 +286,17 @@ def execute_unit(
             select(WorkUnitRow.payload).where(WorkUnitRow.id == unit_id)
         ).scalar_one()
     unit = WorkUnit.from_payload(payload)
-    heartbeat = _Heartbeat(engine, unit_id, worker, attempt, lease_s, heartbeat_s)
+    heartbeat = Heartbeat(
+        engine,
+        WorkUnitRow,
+        unit_id,
+        worker,
+        attempt,
+        lease_s,
+        label="unit",
+        name=f"lpzq-heartbeat-{unit_id}",
+        interval_s=heartbeat_s,
+    )
     heartbeat.start()
     settings = _state["settings"]
     threads = torch_threads or (settings.scoring_threads if settings is not None else 1)
@@ -425,12 +337,7 @@ def register_tasks(app: Celery) -> None:
     @app.task(
         name="lpzq.score_unit",
         bind=True,
-        autoretry_for=TRANSIENT_DB_ERRORS,
-        retry_backoff=2,
-        retry_backoff_max=60,
-        retry_jitter=True,
-        max_retries=8,
-        ignore_result=True,
+        **DB_RETRY_TASK_OPTIONS,
     )
     def score_unit_task(
         self: Any,

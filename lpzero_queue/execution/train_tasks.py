@@ -2,7 +2,7 @@
 
 A job is one ``training_jobs`` row keyed by the sha256 of ``(spec, hyperparameters, seed)``
 (``INSERT ... ON CONFLICT DO NOTHING``: the same request is one row). It follows the proxy units'
-exactly-once pattern (:mod:`lpzero_queue.execution.tasks`), with PostgreSQL as the record:
+exactly-once pattern (:mod:`lpzero_queue.execution._lease`), with PostgreSQL as the record:
 
 * a worker *leases* the row with one conditional UPDATE (pending, or running with an expired
   lease, and ``attempts`` below the cap the coordinator sent with the message);
@@ -18,20 +18,24 @@ exactly-once pattern (:mod:`lpzero_queue.execution.tasks`), with PostgreSQL as t
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, select
 
-from lpzero_queue.execution.tasks import TRANSIENT_DB_ERRORS, db_now, with_db_retries
+from lpzero_queue.execution._lease import (
+    Heartbeat,
+    finish_held,
+    take_lease,
+    with_db_retries,
+)
+from lpzero_queue.execution.tasks import DB_RETRY_TASK_OPTIONS
 from lpzero_queue.storage import TrainingJob, make_engine
 
 if TYPE_CHECKING:
@@ -102,99 +106,21 @@ def lease_job(
 ) -> int | None:
     """Take a job's lease with one conditional UPDATE; the new attempt number, or None."""
     t = TrainingJob
-    with engine.begin() as conn:
-        now = db_now(conn)
-        leased = conn.execute(
-            update(t)
-            .where(
-                t.id == job_id,
-                t.job_key == job_key,
-                or_(t.status == "pending", (t.status == "running") & (t.lease_expires_at < now)),
-                t.attempts < max_attempts,
-            )
-            .values(
-                status="running",
-                attempts=t.attempts + 1,
-                worker=worker,
-                lease_expires_at=now + dt.timedelta(seconds=lease_s),
-                heartbeat_at=now,
-                error=None,
-            )
-        )
-        if leased.rowcount != 1:
-            return None
-        attempts: int = conn.scalar(select(t.attempts).where(t.id == job_id))  # type: ignore[assignment]
-        return attempts
-
-
-class _Heartbeat(threading.Thread):
-    """Renews the lease every ``lease_s / 3`` s and records the last checkpointed step."""
-
-    def __init__(self, engine: Engine, job_id: int, worker: str, attempt: int, lease_s: float):
-        super().__init__(name=f"lpzq-train-heartbeat-{job_id}", daemon=True)
-        self.engine, self.job_id, self.worker, self.attempt = engine, job_id, worker, attempt
-        self.lease_s = lease_s
-        self.step: int | None = None
-        self.checkpoint: str | None = None
-        self.stopped = threading.Event()
-        self.lost = threading.Event()
-
-    def beat(self) -> None:
-        """One renewal (also called right after each checkpoint)."""
-        t = TrainingJob
-        values: dict[str, Any] = {}
-        if self.step is not None:
-            values.update(step=self.step, checkpoint_path=self.checkpoint)
-        with self.engine.begin() as conn:
-            now = db_now(conn)
-            renewed = conn.execute(
-                update(t)
-                .where(
-                    t.id == self.job_id,
-                    t.status == "running",
-                    t.worker == self.worker,
-                    t.attempts == self.attempt,
-                )
-                .values(
-                    lease_expires_at=now + dt.timedelta(seconds=self.lease_s),
-                    heartbeat_at=now,
-                    **values,
-                )
-            )
-        if renewed.rowcount != 1:
-            log.warning("training job %d: lease lost (attempt %d)", self.job_id, self.attempt)
-            self.lost.set()
-
-    def run(self) -> None:
-        while not self.stopped.wait(self.lease_s / 3) and not self.lost.is_set():
-            try:
-                self.beat()
-            except TRANSIENT_DB_ERRORS:
-                log.warning("training job %d: heartbeat failed; will retry", self.job_id)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join(timeout=10)
+    return take_lease(
+        engine,
+        t,
+        job_id,
+        worker,
+        lease_s,
+        same_key=t.job_key == job_key,
+        below_cap=t.attempts < max_attempts,
+    )
 
 
 def _finish(engine: Engine, job_id: int, worker: str, attempt: int, values: dict[str, Any]) -> str:
-    t = TrainingJob
-
-    def write() -> str:
-        with engine.begin() as conn:
-            written = conn.execute(
-                update(t)
-                .where(
-                    t.id == job_id,
-                    t.status == "running",
-                    t.worker == worker,
-                    t.attempts == attempt,
-                )
-                .values(lease_expires_at=None, heartbeat_at=db_now(conn), **values)
-            )
-        return str(values["status"]) if written.rowcount == 1 else "superseded"
-
-    return with_db_retries(write)
+    """Record the outcome in ``values`` only while holding the lease; its status or superseded."""
+    written = finish_held(engine, TrainingJob, job_id, worker, attempt, values)
+    return str(values["status"]) if written else "superseded"
 
 
 def execute_job(
@@ -241,12 +167,22 @@ def execute_job(
         ).one()
         spec, raw_hp, seed = dict(job.spec), dict(job.hyperparameters), int(job.seed)
     ckpt = checkpoint_path(data_dir, job_key)
-    heartbeat = _Heartbeat(engine, job_id, worker, attempt, lease_s)
+    # Renews the lease every lease_s / 3 s and records the last checkpointed step.
+    heartbeat = Heartbeat(
+        engine,
+        TrainingJob,
+        job_id,
+        worker,
+        attempt,
+        lease_s,
+        label="training job",
+        name=f"lpzq-train-heartbeat-{job_id}",
+    )
     heartbeat.start()
     sleep_s = float(os.environ.get(TEST_STEP_SLEEP_ENV) or 0)
 
     def progress(step: int, _loss: float) -> None:
-        heartbeat.step, heartbeat.checkpoint = step, str(ckpt)
+        heartbeat.values = {"step": step, "checkpoint_path": str(ckpt)}
         with_db_retries(heartbeat.beat)
 
     def should_stop() -> bool:
@@ -282,7 +218,7 @@ def execute_job(
             "checkpoint_path": None,
         }
     except (TrainingTimeoutError, SoftTimeLimitExceeded) as exc:
-        step = getattr(exc, "step", heartbeat.step or 0)
+        step = getattr(exc, "step", heartbeat.values.get("step") or 0)
         reason = str(exc) or f"timeout after {time.perf_counter() - started:.0f} s"
         values = {"status": "timeout", "error": reason, "step": step}
     except Exception as exc:  # a deterministic failure is a result: store it, do not retry
@@ -316,12 +252,7 @@ def register_train_tasks(app: Celery) -> None:
     @app.task(
         name=TASK_TRAIN_JOB,
         bind=True,
-        autoretry_for=TRANSIENT_DB_ERRORS,
-        retry_backoff=2,
-        retry_backoff_max=60,
-        retry_jitter=True,
-        max_retries=8,
-        ignore_result=True,
+        **DB_RETRY_TASK_OPTIONS,
     )
     def train_job_task(
         self: Any,

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from sqlalchemy import Engine
 
 from lpzero_queue.proxies.scoring import ArchRef, ScoreRow, ScoringSetup, WorkUnit
-from tests.conftest import REDIS_URL, REPO_ROOT
+from lpzero_queue.storage import make_engine, upgrade
+from tests.conftest import REDIS_URL, REPO_ROOT, drop_postgres_database, new_postgres_database
 
 # A dedicated Redis database number for these tests (the rest of the suite uses /0).
 BROKER_URL = REDIS_URL.rsplit("/", 1)[0] + "/5"
@@ -45,6 +47,19 @@ def delete_prefixed_keys(prefix: str, url: str = BROKER_URL) -> None:
         pass
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def migrated_postgres() -> Iterator[tuple[str, Engine]]:
+    """A fresh PostgreSQL database at the head revision: its URL and engine; always dropped."""
+    url = new_postgres_database()
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        yield url, engine
+    finally:
+        engine.dispose()
+        drop_postgres_database(url)
 
 
 def tiny_units(n_units: int, archs_per_unit: int = 1, *, seed: int = 0) -> list[WorkUnit]:

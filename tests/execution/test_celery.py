@@ -29,12 +29,13 @@ from lpzero_queue.execution.celery_executor import CeleryExecutor
 from lpzero_queue.execution.local import LocalExecutor
 from lpzero_queue.execution.tasks import TEST_FAIL_ENV, TEST_SLEEP_ENV
 from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
-from lpzero_queue.storage import WorkUnitRow, make_engine, upgrade
-from tests.conftest import REPO_ROOT, drop_postgres_database, new_postgres_database, run_lpzq
+from lpzero_queue.storage import WorkUnitRow
+from tests.conftest import REPO_ROOT, run_lpzq
 from tests.execution._celery_support import (
     BROKER_URL,
     comparable,
     delete_prefixed_keys,
+    migrated_postgres,
     new_key_prefix,
     redis_running,
     running_workers,
@@ -61,14 +62,8 @@ def local_rows() -> dict[int, list[dict[str, Any]]]:
 
 @pytest.fixture
 def pg(pg_available: bool) -> Iterator[tuple[str, Engine]]:
-    url = new_postgres_database()
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
-        yield url, engine
-    finally:
-        engine.dispose()
-        drop_postgres_database(url)
+    with migrated_postgres() as database:
+        yield database
 
 
 @pytest.fixture

@@ -27,10 +27,10 @@ from lpzero_queue.execution.train_tasks import (
     lease_job,
 )
 from lpzero_queue.storage import TrainingJob, make_engine, upgrade
-from tests.conftest import drop_postgres_database, new_postgres_database
 from tests.execution._celery_support import (
     BROKER_URL,
     delete_prefixed_keys,
+    migrated_postgres,
     new_key_prefix,
     running_workers,
     worker_env,
@@ -78,14 +78,8 @@ def test_in_process_jobs_are_idempotent_and_fenced(database_url: str, tmp_path: 
 
 @pytest.fixture
 def pg_engine(pg_available: bool) -> Iterator[tuple[str, Engine]]:
-    url = new_postgres_database()
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
-        yield url, engine
-    finally:
-        engine.dispose()
-        drop_postgres_database(url)
+    with migrated_postgres() as database:
+        yield database
 
 
 @pytest.mark.integration
