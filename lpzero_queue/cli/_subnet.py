@@ -108,8 +108,10 @@ def subnet_search(
     # 5e-4: at 3e-3 fine-tuning left even the largest sub-network of a 300-step pretrained
     # model worse than its start (README, "Training"); 5e-4 kept it within 0.4%.
     lr: float = typer.Option(5e-4, "--lr", help="AdamW peak learning rate of the adapters."),
+    # "all": the elastic widths change only the MLPs, so with the attention projections alone
+    # (mixer) a weight/grad proxy scores every sub-network the same (README, "Training").
     linear_scope: str = typer.Option(
-        "mixer", "--linear-scope", help="weight/grad from: mixer (q,k,v,o) or all (and MLP)."
+        "all", "--linear-scope", help="weight/grad from: all (q,k,v,o and MLP) or mixer (q,k,v,o)."
     ),
     out: Path | None = typer.Option(None, "--out", help="JSON report (default: data dir)."),
 ) -> None:
