@@ -8,13 +8,19 @@ renamed atomically) and later read back with ``torch.load(..., weights_only=True
 being recomputed.
 
 One process, one thread: no locking. Every operation leaves the cache consistent when it raises
-(a failing compute or spill inserts and evicts nothing).
+(a failing compute inserts and evicts nothing). Spilling is an optimisation, never a failure: a
+spill that cannot be written (disk full, I/O error) is counted and the entry is simply dropped
+(recomputed when needed again). The spill directory is bounded: after each write the oldest spill
+files are deleted until the directory holds at most ``spill_max_bytes``, and nothing is written
+when the disk would be left with less than ``MIN_FREE_DISK`` bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,6 +35,10 @@ from lpzero_queue.proxies.inputs import STORAGE_DTYPES, InputsKey, ProxyInputs
 __all__ = ["CacheStats", "InputCache"]
 
 SPILL_FORMAT: Final = 1  # bump when the spill file layout changes (old files are then recomputed)
+MIN_FREE_DISK: Final = 2 * 2**30  # never fill the disk with spill files
+DEFAULT_SPILL_FACTOR: Final = 4  # default spill budget: this many times the RAM budget
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class CacheStats:
     bytes_in_ram: int
     entries: int  # entries in RAM
     failed_computes: int = 0  # compute() calls that raised (the cache is left unchanged)
+    failed_spills: int = 0  # spills not written (disk full, I/O error): the entry was dropped
 
 
 class InputCache:
@@ -53,10 +64,16 @@ class InputCache:
             returned (and spilled, when a spill directory is set) but not kept in RAM.
         spill_dir: Directory for evicted entries, or None to drop them.
         dtype: Storage dtype; entries computed in another dtype are cast on insertion.
+        spill_max_bytes: Disk budget of the spill directory (oldest files are deleted beyond
+            it); None: ``DEFAULT_SPILL_FACTOR`` times ``max_bytes`` (at least 1 GiB).
     """
 
     def __init__(
-        self, max_bytes: int, spill_dir: Path | None = None, dtype: torch.dtype = torch.float32
+        self,
+        max_bytes: int,
+        spill_dir: Path | None = None,
+        dtype: torch.dtype = torch.float32,
+        spill_max_bytes: int | None = None,
     ) -> None:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
@@ -65,11 +82,25 @@ class InputCache:
         self.max_bytes = max_bytes
         self.spill_dir = Path(spill_dir) if spill_dir is not None else None
         self.dtype = dtype
+        self.spill_max_bytes = (
+            max(DEFAULT_SPILL_FACTOR * max_bytes, 2**30)
+            if spill_max_bytes is None
+            else spill_max_bytes
+        )
         self._entries: OrderedDict[str, ProxyInputs] = OrderedDict()  # oldest first
         self._bytes = 0
         self._on_disk: set[str] = set()  # digests written or read by this cache
         self._counts = dict.fromkeys(
-            ("hits", "misses", "computes", "disk_loads", "evictions", "failed_computes"), 0
+            (
+                "hits",
+                "misses",
+                "computes",
+                "disk_loads",
+                "evictions",
+                "failed_computes",
+                "failed_spills",
+            ),
+            0,
         )
 
     def __len__(self) -> int:
@@ -166,11 +197,39 @@ class InputCache:
         return self.spill_dir / f"{key.digest}.pt"
 
     def _spill(self, entry: ProxyInputs) -> None:
+        """Write an evicted entry to disk; a failure is logged and counted, never raised."""
         digest = entry.key.digest
         if digest in self._on_disk:
             return  # already written or read in this dtype: same key, same content
+        try:
+            self._write(entry)
+        except Exception as exc:  # disk full, I/O error: the entry is dropped, not the work
+            self._counts["failed_spills"] += 1
+            _log.warning("input cache: spill of %s not written: %s", digest[:12], exc)
+            return
+        self._on_disk.add(digest)
+        self._trim_spill_dir()
+
+    def _trim_spill_dir(self) -> None:
+        """Delete the oldest spill files until the directory fits ``spill_max_bytes``."""
+        assert self.spill_dir is not None
+        try:
+            files = [(f.stat().st_mtime, f.stat().st_size, f) for f in self.spill_dir.glob("*.pt")]
+        except OSError:  # a file removed meanwhile (another process trimming): next time
+            return
+        total = sum(size for _, size, _ in files)
+        for _, size, f in sorted(files, key=lambda t: t[0]):
+            if total <= self.spill_max_bytes:
+                break
+            f.unlink(missing_ok=True)
+            self._on_disk.discard(f.stem)
+            total -= size
+
+    def _write(self, entry: ProxyInputs) -> None:
         path = self._path(entry.key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if shutil.disk_usage(path.parent).free - entry.nbytes < MIN_FREE_DISK:
+            raise OSError(f"less than {MIN_FREE_DISK // 2**30} GiB would be left on the disk")
         payload = {
             "format": SPILL_FORMAT,
             "key": dataclasses.asdict(entry.key),
@@ -188,7 +247,6 @@ class InputCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self._on_disk.add(digest)
 
     def _load(self, key: InputsKey) -> ProxyInputs | None:
         """Read a spill file for ``key``; None when absent, unreadable or of another dtype."""

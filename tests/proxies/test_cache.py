@@ -142,15 +142,37 @@ def test_failing_compute_leaves_cache_unchanged(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # nothing spilled
 
 
-def test_failing_spill_leaves_cache_unchanged(tmp_path: Path) -> None:
+def test_a_spill_that_cannot_be_written_drops_the_entry_not_the_work(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")  # a file where the spill directory should be: mkdir fails
     cache = InputCache(max_bytes=ENTRY_BYTES, spill_dir=blocker / "spill")
     cache.get_or_compute(key(0), lambda: make_inputs(0))
-    with pytest.raises(OSError):
-        cache.get_or_compute(key(1), lambda: make_inputs(1))
-    assert cache.keys() == [key(0)]
-    assert cache.stats().bytes_in_ram == ENTRY_BYTES and cache.stats().evictions == 0
+    got = cache.get_or_compute(key(1), lambda: make_inputs(1))  # evicts key 0: its spill fails
+    assert got.key == key(1) and cache.keys() == [key(1)]
+    stats = cache.stats()
+    assert stats.failed_spills == 1 and stats.evictions == 1
+    assert stats.bytes_in_ram == ENTRY_BYTES
+    assert not list(tmp_path.rglob("*.tmp"))  # no partial file left behind
+    recomputed: list[int] = []
+    cache.get_or_compute(key(0), lambda: recomputed.append(0) or make_inputs(0))
+    assert recomputed == [0]  # the dropped entry is computed again when needed
+
+
+def test_spill_directory_is_bounded_oldest_first(tmp_path: Path) -> None:
+    probe = InputCache(max_bytes=0, spill_dir=tmp_path / "probe")  # spills everything it sees
+    probe.get_or_compute(key(9), lambda: make_inputs(9))
+    file_bytes = next((tmp_path / "probe").glob("*.pt")).stat().st_size
+    spill = tmp_path / "spill"
+    budget = 2 * file_bytes + file_bytes // 2  # room for two spill files
+    cache = InputCache(max_bytes=ENTRY_BYTES, spill_dir=spill, spill_max_bytes=budget)
+    for i in range(5):  # each insertion evicts (and spills) the previous entry
+        cache.get_or_compute(key(i), lambda i=i: make_inputs(i))
+    files = sorted(p.stem for p in spill.glob("*.pt"))
+    assert files == sorted([key(2).digest, key(3).digest])  # the two newest spills
+    assert cache.stats().failed_spills == 0
+    loads = cache.stats().disk_loads
+    cache.get_or_compute(key(3), lambda: pytest.fail("key 3 should come from its spill file"))
+    assert cache.stats().disk_loads == loads + 1
 
 
 def test_invalid_arguments() -> None:
