@@ -213,10 +213,14 @@ class InputCache:
     def _trim_spill_dir(self) -> None:
         """Delete the oldest spill files until the directory fits ``spill_max_bytes``."""
         assert self.spill_dir is not None
-        try:
-            files = [(f.stat().st_mtime, f.stat().st_size, f) for f in self.spill_dir.glob("*.pt")]
-        except OSError:  # a file removed meanwhile (another process trimming): next time
-            return
+        files = []
+        for entry in os.scandir(self.spill_dir):
+            if entry.name.endswith(".pt"):
+                try:
+                    info = entry.stat()  # one stat per file
+                except OSError:  # removed meanwhile (another process trimming)
+                    continue
+                files.append((info.st_mtime_ns, info.st_size, Path(entry.path)))
         total = sum(size for _, size, _ in files)
         for _, size, f in sorted(files, key=lambda t: t[0]):
             if total <= self.spill_max_bytes:
