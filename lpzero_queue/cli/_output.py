@@ -73,17 +73,46 @@ def echo_report(report: Report, labels: dict[str, str] | None = None) -> None:
             r.n,
             r.spearman,
             r.kendall,
-            r.within_kendall,
+            r.kendall_tiefair,
+            r.within_tiefair,
+            r.within_fine_tiefair,
             r.top10_overlap,
             r.failed,
         ]
         for r in report.rows
     ]
     echo_table(
-        ["proxy", "direction", "n", "spearman", "kendall", "within_kendall", "top10", "failed"],
+        [
+            "proxy",
+            "direction",
+            "n",
+            "spearman",
+            "tau_b",
+            "kendall_tf",
+            "within_depth_tf",
+            "within_depth_width_tf",
+            "top10",
+            "failed",
+        ],
         rows,
     )
     typer.echo(
-        "Correlations are oriented so that positive means the proxy ranks architectures like "
-        "their trained quality; within_kendall is the mean Kendall tau inside depth groups."
+        "Positive means the proxy ranks architectures like their trained quality. kendall_tf is "
+        "the tie-fair Kendall (tau_b * sqrt(share of pairs the proxy does not tie): the expected "
+        "Kendall once its ties are broken at random; tau_b flatters keys with few values); "
+        "within_* are its means inside depth and (depth, width) groups."
     )
+
+
+def echo_comparisons(comparisons: Sequence[Any], labels: dict[str, str] | None = None) -> None:
+    """Print paired-bootstrap verdicts (``proxies.report.Comparison``), one line each."""
+    labels = labels or {}
+    for c in comparisons:
+        r = c.result
+        verdict = {"beats": "beats", "loses": "loses to", "tie": "ties with"}[r.verdict]
+        typer.echo(
+            f"{labels.get(c.a, c.a)} {verdict} {labels.get(c.b, c.b)}: tie-fair Kendall "
+            f"difference {r.diff:+.3f}, {r.level:.0%} interval [{r.low:+.3f}, {r.high:+.3f}] "
+            f"(paired bootstrap over n={c.n} architectures, {r.resamples} resamples, "
+            f"seed {r.seed}; an interval containing 0 is a tie)"
+        )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from lpzero_queue.cli._output import echo_report, echo_table
+from lpzero_queue.cli._output import echo_comparisons, echo_report, echo_table
 from lpzero_queue.errors import LpzqError
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ app = typer.Typer(help="Search zero-cost proxies with genetic programming.", no_
 def _finish(rt: Runtime, run_id: int) -> None:
     """Evaluate the run's best proxy on the held-out test split and print the table."""
     from lpzero_queue.cli._progress import progress_bar
-    from lpzero_queue.proxies.report import run_report
+    from lpzero_queue.proxies.report import held_out_comparisons, run_report
     from lpzero_queue.proxies.spec import (
         TRIVIAL_BASELINES,
         ProxySpec,
@@ -53,7 +53,9 @@ def _finish(rt: Runtime, run_id: int) -> None:
         f"run {run_id} best (search-split {ctx.config.fitness} "
         f"{summary['best_fitness']:+.4f}): {summary['best']}"
     )
-    echo_report(report, {summary["best"]: "best (searched)"})
+    labels = {summary["best"]: "best (searched)"}
+    echo_report(report, labels)
+    echo_comparisons(held_out_comparisons(report, summary["best"], published), labels)
 
 
 def _execute(rt: Runtime, run_id: int) -> None:

@@ -12,6 +12,8 @@ params                   ``params_total`` of ``structural_summary`` (no model ru
 nonembedding_params      ``params_nonembedding``
 n_layers                 ``n_layers``
 layers_x_hidden          ``n_layers * hidden_size``
+depth_then_width         ``n_layers * 1e4 + hidden_size``: depth first, width breaks its ties
+depth_width_params       ``n_layers * 1e4 + hidden_size + params_total / 1e10``: then parameters
 synflow                  ``sum_W sum(|W| * dR/d|W|)``; model with ``abs`` weights on a
                          constant-token batch, ``R = sum(readout)`` (Tanaka et al. 2020)
 logsynflow               ``sum_W sum(log(1 + |W * dR/dW|))`` on the same pass (Cavagnero et al.)
@@ -128,6 +130,16 @@ def _structural(key: str) -> Callable[[Mapping[str, int]], float]:
     def fn(summary: Mapping[str, int]) -> float:
         if key == "layers_x_hidden":
             return float(summary["n_layers"] * summary["hidden_size"])
+        # Lexicographic keys as one float64: widths stay below 1e4 and parameter counts below
+        # 1e10, so each component only breaks the ties of the one before it.
+        if key == "depth_then_width":
+            return float(summary["n_layers"] * 10_000 + summary["hidden_size"])
+        if key == "depth_width_params":
+            return float(
+                summary["n_layers"] * 10_000
+                + summary["hidden_size"]
+                + summary["params_total"] / 1e10
+            )
         return float(summary[key])
 
     fn.__name__ = key
@@ -140,6 +152,8 @@ def _registry() -> dict[str, Baseline]:
         ("nonembedding_params", "params_nonembedding", "parameters outside the embeddings"),
         ("n_layers", "n_layers", "number of layers"),
         ("layers_x_hidden", "layers_x_hidden", "n_layers * hidden_size"),
+        ("depth_then_width", "depth_then_width", "n_layers, then hidden size (lexicographic)"),
+        ("depth_width_params", "depth_width_params", "n_layers, hidden size, then parameters"),
     ]
     model = [
         ("synflow", impl.synflow, "sum |W| dR/d|W|, abs weights, constant-token input"),

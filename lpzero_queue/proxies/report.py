@@ -18,7 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lpzero_queue.benchmarks.splits import SplitSpec, split_positions
 from lpzero_queue.execution.base import Executor
-from lpzero_queue.proxies.correlation import depth_strata_gpt2, rank_correlations
+from lpzero_queue.proxies.correlation import (
+    BootstrapDiff,
+    depth_strata_gpt2,
+    paired_bootstrap,
+    rank_correlations,
+)
 from lpzero_queue.proxies.evaluations import Job, ensure_batch, ensure_proxies, score_missing
 from lpzero_queue.proxies.scoring import ArchRef, ScoringSetup
 from lpzero_queue.proxies.spec import ProxySpec
@@ -44,6 +49,11 @@ class ReportRow:
     top10_overlap: float | None
     failed: int
     per_seed_kendall: list[float | None] = field(default_factory=list)
+    kendall_tiefair: float | None = None
+    within_tiefair: float | None = None  # mean tie-fair Kendall inside depth strata
+    within_fine_tiefair: float | None = None  # ... inside (depth, width) strata
+    # Mean score over seeds per architecture id (for paired comparisons); scored ones only.
+    scores: dict[int, float] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -58,11 +68,26 @@ class Report:
     setup: ScoringSetup
     batch_hashes: tuple[str, ...]
     rows: list[ReportRow]
+    # Ground truth per architecture id, oriented higher-is-better.
+    truth: dict[int, float] = field(default_factory=dict, hash=False, compare=False)
+    higher_truth: bool = True
+
+    def row(self, text: str) -> ReportRow:
+        """The row of the proxy whose text (expression or baseline name) is ``text``."""
+        for r in self.rows:
+            if r.proxy.text == text:
+                return r
+        raise KeyError(text)
 
 
 def strata_for(space: str, n_layers: Sequence[int]) -> list[Any]:
     """Within-stratum groups: FlexiBERT by depth, GPT-2 by depth bins."""
     return list(n_layers) if space == "flexibert" else depth_strata_gpt2(list(n_layers))
+
+
+def fine_strata_for(space: str, n_layers: Sequence[int], widths: Sequence[int]) -> list[Any]:
+    """Finer groups: (depth stratum, width), where a depth/width detector ranks nothing."""
+    return list(zip(strata_for(space, n_layers), widths, strict=True))
 
 
 def run_report(
@@ -110,7 +135,7 @@ def run_report(
             for seed, bid in job.batch_ids.items()
         }
         space, higher_truth = bench.space, bench.direction == "higher"
-        layers = {a.id: a.n_layers for a in chosen}
+        layers = {a.id: (a.n_layers, a.hidden_size) for a in chosen}
         bench_id, metric = bench.id, bench.metric
 
     table = score_missing(sessions, job, executor, shard_size=shard_size, progress=progress)
@@ -138,7 +163,10 @@ def run_report(
                     n=row.n,
                     spearman=row.spearman,
                     kendall=row.kendall,
+                    kendall_tiefair=row.kendall_tiefair,
                     within_kendall=row.within_kendall,
+                    within_tiefair=row.within_tiefair,
+                    within_fine_tiefair=row.within_fine_tiefair,
                     top10_overlap=row.top10_overlap,
                     details={
                         "failed": row.failed,
@@ -157,6 +185,8 @@ def run_report(
         setup=setup,
         batch_hashes=tuple(hashes[sd] for sd in seeds),
         rows=report_rows,
+        truth={a: v if higher_truth else -v for a, v in truth.items()},
+        higher_truth=higher_truth,
     )
 
 
@@ -164,7 +194,7 @@ def _correlate(
     spec: ProxySpec,
     scores: dict[int, dict[int, float | None]],
     truth: dict[int, float],
-    layers: dict[int, int],
+    layers: dict[int, tuple[int, int]],
     space: str,
     higher_truth: bool,
     seeds: Sequence[int],
@@ -181,7 +211,8 @@ def _correlate(
         [truth[a] for a in ok],
         higher_is_better_truth=higher_truth,
         higher_is_better_proxy=higher_proxy,
-        strata=strata_for(space, [layers[a] for a in ok]),
+        strata=strata_for(space, [layers[a][0] for a in ok]),
+        fine_strata=fine_strata_for(space, [layers[a][0] for a in ok], [layers[a][1] for a in ok]),
     )
     per_seed: list[float | None] = []
     if len(seeds) > 1:
@@ -193,6 +224,7 @@ def _correlate(
                 higher_is_better_proxy=higher_proxy,
             )
             per_seed.append(one.kendall)
+    sign = 1.0 if higher_proxy else -1.0
     return ReportRow(
         spec,
         rep.n,
@@ -202,4 +234,65 @@ def _correlate(
         rep.top10_overlap,
         failed,
         per_seed,
+        kendall_tiefair=rep.kendall_tiefair,
+        within_tiefair=rep.within_tiefair,
+        within_fine_tiefair=rep.within_fine_tiefair,
+        scores={a: sign * v for a, v in zip(ok, mean_scores, strict=True)},
     )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Proxy ``a`` against proxy ``b`` on the architectures both scored (tie-fair Kendall)."""
+
+    a: str
+    b: str
+    n: int
+    result: BootstrapDiff
+
+
+def compare_rows(report: Report, a: str, b: str, *, resamples: int = 1000) -> Comparison | None:
+    """Paired bootstrap of the tie-fair Kendall difference ``a - b`` (texts of two rows).
+
+    None when fewer than 3 architectures carry both scores or the truth is constant there.
+    """
+    ra, rb = report.row(a), report.row(b)
+    common = [i for i in report.truth if i in ra.scores and i in rb.scores]
+    truth = [report.truth[i] for i in common]
+    if len(common) < 3 or len(set(truth)) < 2:
+        return None
+    result = paired_bootstrap(
+        [ra.scores[i] for i in common],
+        [rb.scores[i] for i in common],
+        truth,
+        resamples=resamples,
+    )
+    return Comparison(a, b, len(common), result)
+
+
+def best_free_baseline(report: Report) -> str | None:
+    """The trivial (structural, free) baseline with the highest tie-fair Kendall in ``report``."""
+    from lpzero_queue.proxies.spec import TRIVIAL_BASELINES
+
+    rows = [
+        r
+        for r in report.rows
+        if r.proxy.text in TRIVIAL_BASELINES and r.kendall_tiefair is not None
+    ]
+    return max(rows, key=lambda r: r.kendall_tiefair or 0.0).proxy.text if rows else None
+
+
+def held_out_comparisons(report: Report, searched: str, published: str) -> list[Comparison]:
+    """The searched proxy against the best free baseline and the published proxy.
+
+    The best free baseline is picked on the same split it is compared on, which can only favour
+    the baseline.
+    """
+    out = []
+    for other in (best_free_baseline(report), published):
+        if other is None or other == searched:
+            continue
+        comparison = compare_rows(report, searched, other)
+        if comparison is not None:
+            out.append(comparison)
+    return out

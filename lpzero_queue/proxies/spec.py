@@ -17,7 +17,16 @@ NAMED_EXPRESSIONS: dict[str, tuple[str, Direction]] = {
     "lpzero-flexibert": (LPZERO_FLEXIBERT, "higher"),
 }
 # Baselines every correlation report shows next to any proxy, on the same architectures.
-TRIVIAL_BASELINES = ("params", "nonembedding_params", "n_layers", "layers_x_hidden")
+# Free structural keys printed beside every proxy; the last two are lexicographic (depth, then
+# width, then parameters): what a user ranks with at no cost at all.
+TRIVIAL_BASELINES = (
+    "params",
+    "nonembedding_params",
+    "n_layers",
+    "layers_x_hidden",
+    "depth_then_width",
+    "depth_width_params",
+)
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,10 @@ def plot_bars(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(labels) + 2), 4.2), dpi=120)
     width = 0.38
-    series = (("Kendall tau", kendall, "tab:blue"), ("within-depth Kendall", within, "tab:green"))
+    series = (
+        ("tie-fair Kendall", kendall, "tab:blue"),
+        ("within-depth tie-fair Kendall", within, "tab:green"),
+    )
     for k, (name, values, color) in enumerate(series):
         xs = [i + (k - 0.5) * width for i in range(len(labels))]
         heights = [v if v is not None else 0.0 for v in values]

@@ -93,15 +93,23 @@ def summary_markdown(
             f"{c0.objective}, linear scope {c0.linear_scope}, seeds {list(c0.seeds)}, batches "
             f"{', '.join(h[:12] for h in c0.batch_hashes or [])}.",
             "",
-            "| proxy | n | spearman | kendall | within_kendall | top10 |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| proxy | n | spearman | tau_b | kendall_tf | within depth tf | "
+            "within (depth, width) tf | top10 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for h in data.held_out:
             c = h.correlation
             lines.append(
                 f"| {h.label} | {c.n} | {fmt(c.spearman)} | {fmt(c.kendall)} | "
-                f"{fmt(c.within_kendall)} | {fmt(c.top10_overlap)} |"
+                f"{fmt(c.kendall_tiefair)} | {fmt(c.within_tiefair)} | "
+                f"{fmt(c.within_fine_tiefair)} | {fmt(c.top10_overlap)} |"
             )
+        lines += [
+            "",
+            "kendall_tf is the tie-fair Kendall (tau_b times the square root of the share of "
+            "pairs the proxy does not tie: the expected Kendall once its ties are broken at "
+            "random); tau_b flatters keys with few values. Comparisons use kendall_tf.",
+        ]
         if data.best is not None and data.held_out[0].proxy_id != data.best.id:
             lines += ["", "The best proxy has no correlation on this test split yet."]
         if scatter_note is not None:
@@ -166,10 +174,13 @@ def _held_out_line(data: RunData) -> str:
     if best is None:
         return "not computed yet"
     parts = [
-        f"spearman {fmt(best.spearman)}, kendall {fmt(best.kendall)}, within-depth "
-        f"{fmt(best.within_kendall)} on {best.split} (n={best.n})"
+        f"spearman {fmt(best.spearman)}, tie-fair kendall {fmt(best.kendall_tiefair)} "
+        f"(tau_b {fmt(best.kendall)}), within-depth {fmt(best.within_tiefair)}, within "
+        f"(depth, width) {fmt(best.within_fine_tiefair)} on {best.split} (n={best.n})"
     ]
     parts += [
-        f"{h.label} {fmt(h.correlation.kendall)}" for h in data.held_out if h.proxy_id != best_id
+        f"{h.label} {fmt(h.correlation.kendall_tiefair)}"
+        for h in data.held_out
+        if h.proxy_id != best_id
     ]
-    return parts[0] + ("; kendall of " + ", ".join(parts[1:]) if parts[1:] else "")
+    return parts[0] + ("; tie-fair kendall of " + ", ".join(parts[1:]) if parts[1:] else "")

@@ -307,8 +307,8 @@ def _plot_scatter(path: Path, data: RunData, points: list[tuple[float, float, in
     return plot_scatter(
         path,
         points,
-        title=f"Run {data.run.id}, {c.split}: spearman {fmt(c.spearman)}, kendall "
-        f"{fmt(c.kendall)}, n={len(points)}\n{short}",
+        title=f"Run {data.run.id}, {c.split}: spearman {fmt(c.spearman)}, tie-fair kendall "
+        f"{fmt(c.kendall_tiefair)}, n={len(points)}\n{short}",
         xlabel=f"ground truth: {c.metric} ({data.bench.direction} is better)",
         ylabel=f"best proxy score (mean over seeds {list(c.seeds)})",
     )
@@ -319,7 +319,7 @@ def _plot_bars(path: Path, data: RunData) -> Path:
     return plot_bars(
         path,
         [h.label for h in rows],
-        [h.correlation.kendall for h in rows],
-        [h.correlation.within_kendall for h in rows],
+        [h.correlation.kendall_tiefair for h in rows],
+        [h.correlation.within_tiefair for h in rows],
         title=f"Run {data.run.id}, held-out {rows[0].correlation.split}",
     )

@@ -251,6 +251,11 @@ class Correlation(Base):
     kendall: Mapped[float | None] = mapped_column(Double)
     # Mean Kendall tau inside strata (FlexiBERT: depth; GPT-2: depth groups).
     within_kendall: Mapped[float | None] = mapped_column(Double)
+    # Tie-fair Kendall (tau-b * sqrt of the share of pairs the proxy does not tie): overall, mean
+    # within depth strata, mean within (depth, width) strata. NULL on rows computed before 0004.
+    kendall_tiefair: Mapped[float | None] = mapped_column(Double)
+    within_tiefair: Mapped[float | None] = mapped_column(Double)
+    within_fine_tiefair: Mapped[float | None] = mapped_column(Double)
     top10_overlap: Mapped[float | None] = mapped_column(Double)
     details: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     computed_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=_now())

@@ -7,7 +7,7 @@ old revisions keep creating exactly what they created when they were written.
 
 from __future__ import annotations
 
-__all__ = ["VIEWS_0002", "VIEWS_0003"]
+__all__ = ["VIEWS_0002", "VIEWS_0003", "VIEWS_0004"]
 
 # The latest correlation per (proxy, benchmark, split, metric, builder, objective); ties on
 # computed_at (SQLite stores whole seconds) go to the newer row id.
@@ -136,3 +136,51 @@ WHERE c.recency = 1
 
 # (view name, CREATE statement) replaced by revision 0003 (its downgrade restores VIEWS_0002's).
 VIEWS_0003: tuple[tuple[str, str], ...] = (("v_proxy_leaderboard", PROXY_LEADERBOARD_0003),)
+
+
+# Revision 0004: the leaderboard also shows the tie-fair Kendall (overall, within depth and
+# within (depth, width) strata): tau-b alone flatters proxies that tie many architectures.
+PROXY_LEADERBOARD_0004 = """
+CREATE VIEW v_proxy_leaderboard AS
+SELECT
+    b.name AS benchmark,
+    c.benchmark_id,
+    c.split,
+    c.metric,
+    c.builder,
+    c.objective,
+    c.linear_scope,
+    c.proxy_id,
+    p.expression,
+    p.name,
+    p.kind,
+    p.origin,
+    p.direction,
+    c.n,
+    c.spearman,
+    c.kendall,
+    c.kendall_tiefair,
+    c.within_kendall,
+    c.within_tiefair,
+    c.within_fine_tiefair,
+    c.top10_overlap,
+    c.computed_at,
+    c.id AS correlation_id
+FROM (
+    SELECT
+        id, proxy_id, benchmark_id, split, metric, builder, objective, linear_scope, n, spearman,
+        kendall, kendall_tiefair, within_kendall, within_tiefair, within_fine_tiefair,
+        top10_overlap, computed_at,
+        ROW_NUMBER() OVER (
+            PARTITION BY proxy_id, benchmark_id, split, metric, builder, objective, linear_scope
+            ORDER BY computed_at DESC, id DESC
+        ) AS recency
+    FROM correlations
+) c
+JOIN proxies p ON p.id = c.proxy_id
+JOIN benchmarks b ON b.id = c.benchmark_id
+WHERE c.recency = 1
+"""
+
+# (view name, CREATE statement) replaced by revision 0004 (its downgrade restores VIEWS_0003's).
+VIEWS_0004: tuple[tuple[str, str], ...] = (("v_proxy_leaderboard", PROXY_LEADERBOARD_0004),)

@@ -184,7 +184,10 @@ def add_fake_runs(sessions: sessionmaker[Session]) -> tuple[int, int]:
                     n=20,
                     spearman=tau + 0.1,
                     kendall=tau,
+                    kendall_tiefair=tau - 0.01,
                     within_kendall=within,
+                    within_tiefair=within - 0.02,
+                    within_fine_tiefair=within / 2,
                     top10_overlap=0.5,
                     details={"run_id": run_ids[0], "label": label},
                 )
@@ -213,7 +216,9 @@ def test_report_writes_plots_and_summary(sessions: sessionmaker[Session], tmp_pa
     summary = paths[-1].read_text()
     assert BEST in summary
     assert f"Run {ablation} (rps=False" in summary
-    assert f"| best (run {rps_run}) | 20 | 0.910 | 0.810 | 0.620 | 0.500 |" in summary
+    assert (
+        f"| best (run {rps_run}) | 20 | 0.910 | 0.810 | 0.800 | 0.600 | 0.310 | 0.500 |" in summary
+    )
     assert "| layers_x_hidden | 20 |" in summary and "| lpzero-flexibert | 20 |" in summary
     assert "| constant_probe | 1 |" in summary and "| no_gradient | 2 |" in summary
     assert "20 of 20 test architectures have an ok score" in summary

@@ -1,0 +1,47 @@
+"""Tie-fair Kendall: correlations record it overall, within depth and within (depth, width).
+
+Kendall tau-b drops the pairs a proxy ties, so a key with a few values looks better than it
+ranks; the tie-fair figure (tau-b * sqrt((n0 - n1) / n0), n1 = pairs tied in the proxy) is what
+goals and comparisons use. Rows computed before this revision keep NULL there (their scores are
+in ``evaluations``: recomputing the correlation fills it). ``v_proxy_leaderboard`` shows them.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-29 21:00:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from lpzero_queue.storage._views import VIEWS_0003, VIEWS_0004
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_COLUMNS = ("kendall_tiefair", "within_tiefair", "within_fine_tiefair")
+
+
+def _replace_views(views: tuple[tuple[str, str], ...]) -> None:
+    for name, create in views:
+        op.execute(f"DROP VIEW IF EXISTS {name}")
+        op.execute(create)
+
+
+def upgrade() -> None:
+    op.execute("DROP VIEW IF EXISTS v_proxy_leaderboard")  # it reads correlations
+    with op.batch_alter_table("correlations") as batch:
+        for name in _COLUMNS:
+            batch.add_column(sa.Column(name, sa.Double(), nullable=True))
+    _replace_views(VIEWS_0004)
+
+
+def downgrade() -> None:
+    op.execute("DROP VIEW IF EXISTS v_proxy_leaderboard")
+    with op.batch_alter_table("correlations") as batch:
+        for name in reversed(_COLUMNS):
+            batch.drop_column(name)
+    _replace_views(VIEWS_0003)
