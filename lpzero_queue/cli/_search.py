@@ -55,7 +55,8 @@ def _finish(rt: Runtime, run_id: int) -> None:
     )
     labels = {summary["best"]: "best (searched)"}
     echo_report(report, labels)
-    echo_comparisons(held_out_comparisons(report, summary["best"], published), labels)
+    labels[specs[1].text] = published
+    echo_comparisons(held_out_comparisons(report, summary["best"], specs[1].text), labels)
 
 
 def _execute(rt: Runtime, run_id: int) -> None:
@@ -78,6 +79,15 @@ def search_start(
     ),
     per_generation: int = typer.Option(40, "--per-generation", help="Children evaluated together."),
     sample: int = typer.Option(50, "--sample", help="Architectures in the search split."),
+    validation: int = typer.Option(
+        50,
+        "--validation",
+        help="Architectures (outside search and test) on which the best of the final population "
+        "is chosen; 0: the best fitness wins (published).",
+    ),
+    select_top: int = typer.Option(
+        40, "--select-top", help="Members of the final population compared on --validation."
+    ),
     first: bool = typer.Option(
         False, "--first", help="Search split = first N records (the paper)."
     ),
@@ -122,6 +132,8 @@ def search_start(
                 children=children,
                 per_generation=per_generation,
                 sample=sample,
+                validation=validation,
+                select_top=select_top,
                 split="first" if first else "sample",
                 seed=seed,
                 fitness=fitness,

@@ -78,6 +78,25 @@ class Evaluator:
         pairs = [table.get(pid, {}).get(a.id, {}).get(seed, (None, "error")) for a in archs]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
+    def validate(
+        self, texts: Sequence[str], archs: Sequence[ArchRef], truth: Sequence[float]
+    ) -> list[float | None]:
+        """Correlation (the run's fitness metric) of each expression on held-back architectures.
+
+        None for an expression that fails or is constant on any of them.
+        """
+        ids, table = self._score(texts, archs)
+        out: list[float | None] = []
+        for text in texts:
+            scores, statuses = self._results(table, ids[text], archs)
+            if hard_failure(scores, statuses) is not None:
+                out.append(None)
+                continue
+            out.append(
+                correlation_fitness([float(v) for v in scores], truth, self.ctx.config.fitness)  # type: ignore[arg-type]
+            )
+        return out
+
     def evaluate(
         self,
         planned: Sequence[Candidate],

@@ -10,6 +10,7 @@ uninterrupted one, and evaluations stored by earlier runs are reused, not recomp
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from lpzero_queue.benchmarks.splits import SplitSpec, search_positions
+from lpzero_queue.benchmarks.splits import SplitSpec, search_positions, validation_positions
 from lpzero_queue.errors import LpzqError, NotFoundError
 from lpzero_queue.execution.base import Executor
 from lpzero_queue.proxies.evaluations import (
@@ -35,7 +36,7 @@ from lpzero_queue.search.generation import (
     plan_generation,
     plan_initial,
 )
-from lpzero_queue.search.selection import Member
+from lpzero_queue.search.selection import Member, rank
 from lpzero_queue.storage import (
     Architecture,
     Benchmark,
@@ -67,6 +68,8 @@ class RunContext:
     truth: tuple[float, ...]  # ground truth oriented higher-is-better, same order
     batch_id: int
     strata: tuple[Any, ...] = ()  # depth stratum per architecture, same order
+    val_archs: tuple[ArchRef, ...] = ()  # the validation split (model selection), position order
+    val_truth: tuple[float, ...] = ()  # its ground truth oriented higher-is-better
 
     @property
     def probe(self) -> int:
@@ -125,7 +128,7 @@ def load_context(sessions: sessionmaker[Session], run_id: int) -> RunContext:
         bench = s.get(Benchmark, run.benchmark_id)
         assert bench is not None
         # Keys added after a run was recorded take the values that run used, not today's defaults.
-        config = SearchConfig.from_dict({"reductions": ["mean"], **run.config})
+        config = SearchConfig.from_dict({"reductions": ["mean"], "validation": 0, **run.config})
         setup = ScoringSetup.resolve(
             bench.space,
             builder=config.builder,
@@ -135,14 +138,18 @@ def load_context(sessions: sessionmaker[Session], run_id: int) -> RunContext:
             # Runs recorded before the setting existed used the token-mixing Linears.
             linear_scope=run.config.get("linear_scope", "mixer"),
         )
-        split = SplitSpec(config.split, config.sample, config.seed)
+        split = SplitSpec(config.split, config.sample, config.seed, config.validation)
         archs = s.scalars(select(Architecture).where(Architecture.benchmark_id == bench.id)).all()
         by_pos = {a.position: a for a in archs}
-        chosen = [by_pos[p] for p in search_positions(len(by_pos), split)]
+        try:
+            chosen = [by_pos[p] for p in search_positions(len(by_pos), split)]
+            held = [by_pos[p] for p in validation_positions(len(by_pos), split)]
+        except ValueError as exc:
+            raise LpzqError(str(exc)) from None
         truth = dict(
             s.execute(
                 select(GroundTruth.architecture_id, GroundTruth.value).where(
-                    GroundTruth.architecture_id.in_([a.id for a in chosen]),
+                    GroundTruth.architecture_id.in_([a.id for a in chosen + held]),
                     GroundTruth.metric == bench.metric,
                 )
             ).all()
@@ -159,6 +166,8 @@ def load_context(sessions: sessionmaker[Session], run_id: int) -> RunContext:
             archs=tuple(ArchRef(a.id, a.key, dict(a.config)) for a in chosen),
             truth=tuple(sign * truth[a.id] for a in chosen),
             batch_id=batch.id,
+            val_archs=tuple(ArchRef(a.id, a.key, dict(a.config)) for a in held),
+            val_truth=tuple(sign * truth[a.id] for a in held),
             strata=(
                 tuple(strata_for(bench.space, [a.n_layers for a in chosen]))
                 if config.within_weight
@@ -249,7 +258,7 @@ def execute_run(
     except BaseException as exc:
         _set_status(sessions, run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
-    best = max(population, key=lambda m: m.fitness)
+    best, selection = _select_best(evaluator, ctx, population)
     best_text = _canonical_text(best)
     with transaction(sessions) as s:
         ids = ensure_proxies(s, [ProxySpec("expression", best_text, "higher")], origin="searched")
@@ -262,9 +271,45 @@ def execute_run(
                 heartbeat_at=_now(),
                 best_proxy_id=ids[best_text],
                 best_fitness=best.fitness,
+                selection=selection,
             )
         )
     return RunResult(run_id, "completed", best_text, best.fitness, cfg.generations, population)
+
+
+def _select_best(
+    evaluator: Evaluator, ctx: RunContext, population: Sequence[Member]
+) -> tuple[Member, dict[str, Any]]:
+    """The run's result: the best fitness, or the best on the validation split of the top members.
+
+    Members are ranked by fitness (ties: earlier generation and slot first); with a validation
+    split the first
+    ``select_top`` distinct expressions are scored there and the highest validation correlation
+    wins (ties and failures: the better fitness). The record says what was compared.
+    """
+    cfg = ctx.config
+    if not ctx.val_archs:
+        return max(population, key=lambda m: m.fitness), {"by": "fitness", "split": ctx.split.label}
+    top: dict[str, Member] = {}
+    for m in rank(population):
+        top.setdefault(_canonical_text(m), m)
+        if len(top) == cfg.select_top:
+            break
+    validated = evaluator.validate(list(top), ctx.val_archs, ctx.val_truth)
+    scored = [-math.inf if v is None else v for v in validated]
+    order = sorted(range(len(top)), key=lambda i: (-scored[i], i))
+    texts = list(top)
+    chosen = texts[order[0]]
+    return top[chosen], {
+        "by": f"validation {cfg.fitness}",
+        "split": ctx.split.label,
+        "validation_archs": len(ctx.val_archs),
+        "chosen": chosen,
+        "candidates": [
+            {"expression": t, "fitness": top[t].fitness, "validation": v}
+            for t, v in zip(texts, validated, strict=True)
+        ],
+    }
 
 
 def _canonical_text(member: Member) -> str:
@@ -285,6 +330,25 @@ def _report(
     best = max((m.fitness for m in population), default=float("nan"))
     share = evaluator.pruned / max(1, evaluator.pruned + evaluator.evaluated)
     progress(done, total, evaluated=evaluator.evaluated, best=f"{best:+.3f}", pruned=f"{share:.0%}")
+
+
+def _selection_line(selection: dict[str, Any] | None) -> str | None:
+    """One line on how a run chose its result (None before it completed, or before 0004)."""
+    if not selection:
+        return None
+    if selection.get("by") == "fitness":
+        return "best fitness on the search split"
+    chosen = next(
+        (c for c in selection.get("candidates", []) if c["expression"] == selection.get("chosen")),
+        None,
+    )
+    figure = (
+        f" ({chosen['validation']:+.4f})" if chosen and chosen["validation"] is not None else ""
+    )
+    return (
+        f"best {selection['by']}{figure} on {selection.get('validation_archs')} validation "
+        f"architectures among the top {len(selection.get('candidates', []))} by fitness"
+    )
 
 
 def run_summary(sessions: sessionmaker[Session], run_id: int) -> dict[str, Any]:
@@ -321,6 +385,7 @@ def run_summary(sessions: sessionmaker[Session], run_id: int) -> dict[str, Any]:
             "best_fitness": run.best_fitness,
             "fitness": ctx.config.fitness,
             "search_split": ctx.split.label,
+            "selected_by": _selection_line(run.selection),
             "setup": asdict(ctx.setup),
             "created_at": str(run.created_at),
             "finished_at": str(run.finished_at) if run.finished_at else None,

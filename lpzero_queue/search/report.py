@@ -217,10 +217,10 @@ def _counterpart(s: Session, run: SearchRun) -> SearchRun | None:
 
 def _parse_split(label: str) -> SplitSpec | None:
     """``test:sample50-seed0`` or ``test:first50`` -> the search split it is the complement of."""
-    if m := re.fullmatch(r"test:first(\d+)", label):
-        return SplitSpec("first", int(m[1]))
-    if m := re.fullmatch(r"test:sample(\d+)-seed(-?\d+)", label):
-        return SplitSpec("sample", int(m[1]), int(m[2]))
+    if m := re.fullmatch(r"test:first(\d+)(?:-val(\d+))?", label):
+        return SplitSpec("first", int(m[1]), validation=int(m[2] or 0))
+    if m := re.fullmatch(r"test:sample(\d+)-seed(-?\d+)(?:-val(\d+))?", label):
+        return SplitSpec("sample", int(m[1]), int(m[2]), validation=int(m[3] or 0))
     return None
 
 

@@ -283,6 +283,9 @@ class SearchRun(Base):
         ForeignKey("proxies.id", ondelete="SET NULL"), index=True
     )
     best_fitness: Mapped[float | None] = mapped_column(Double)
+    # How the result was chosen among the final population (fitness, or validation figures of
+    # the top members); NULL for runs completed before revision 0004.
+    selection: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=_now())
     started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)

@@ -1,9 +1,13 @@
-"""Tie-fair Kendall: correlations record it overall, within depth and within (depth, width).
+"""Tie-fair Kendall in correlations; search runs record how their result was selected.
+
+Correlations record the tie-fair Kendall overall, within depth and within (depth, width).
 
 Kendall tau-b drops the pairs a proxy ties, so a key with a few values looks better than it
 ranks; the tie-fair figure (tau-b * sqrt((n0 - n1) / n0), n1 = pairs tied in the proxy) is what
 goals and comparisons use. Rows computed before this revision keep NULL there (their scores are
 in ``evaluations``: recomputing the correlation fills it). ``v_proxy_leaderboard`` shows them.
+``search_runs.selection`` (JSON) says how a run chose its result among its final population (by
+fitness, or by the validation split); NULL for runs completed before.
 
 Revision ID: 0004
 Revises: 0003
@@ -14,6 +18,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 from lpzero_queue.storage._views import VIEWS_0003, VIEWS_0004
 
@@ -23,6 +28,10 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _COLUMNS = ("kendall_tiefair", "within_tiefair", "within_fine_tiefair")
+
+
+def _json() -> sa.types.TypeEngine[object]:
+    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def _replace_views(views: tuple[tuple[str, str], ...]) -> None:
@@ -36,11 +45,15 @@ def upgrade() -> None:
     with op.batch_alter_table("correlations") as batch:
         for name in _COLUMNS:
             batch.add_column(sa.Column(name, sa.Double(), nullable=True))
+    with op.batch_alter_table("search_runs") as batch:
+        batch.add_column(sa.Column("selection", _json(), nullable=True))
     _replace_views(VIEWS_0004)
 
 
 def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS v_proxy_leaderboard")
+    with op.batch_alter_table("search_runs") as batch:
+        batch.drop_column("selection")
     with op.batch_alter_table("correlations") as batch:
         for name in reversed(_COLUMNS):
             batch.drop_column(name)
