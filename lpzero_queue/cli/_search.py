@@ -79,11 +79,12 @@ def search_start(
     ),
     per_generation: int = typer.Option(40, "--per-generation", help="Children evaluated together."),
     sample: int = typer.Option(50, "--sample", help="Architectures in the search split."),
-    validation: int = typer.Option(
-        50,
+    validation: int | None = typer.Option(
+        None,
         "--validation",
         help="Architectures (outside search and test) on which the best of the final population "
-        "is chosen; 0: the best fitness wins (published).",
+        "is chosen; default min(50, (benchmark size - sample) / 4); 0: the best fitness wins "
+        "(published).",
     ),
     select_top: int = typer.Option(
         40, "--select-top", help="Members of the final population compared on --validation."

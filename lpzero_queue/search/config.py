@@ -42,7 +42,6 @@ _MIN_INT: dict[str, int] = {
     "sample": 3,
     "seed": 0,
     "max_draws_factor": 1,
-    "validation": 0,
     "select_top": 1,
 }
 _OPTIONAL_POSITIVE_INT = ("batch_size", "seq_len")
@@ -93,7 +92,9 @@ class SearchConfig:
     # (published). 50 / 40: in an exhaustive study over 8 splits of FlexiBERT (not the reported
     # seeds) picking on 50 validation architectures raised the held-out tie-fair Kendall of the
     # chosen expression from 0.703 to 0.721; the best on its own 50 fitting ones overfits them.
-    validation: int = 50
+    # None: resolved when the run is created to min(50, (benchmark size - sample) // 4), and 0
+    # when that is below 3 (a small benchmark keeps its architectures for the test split).
+    validation: int | None = None
     select_top: int = 40
     split: Literal["sample", "first"] = "sample"  # "first": the first `sample` (as published)
     seed: int = 0  # run seed: SeedSequence([seed, generation, slot]) drives every individual
@@ -138,10 +139,14 @@ class SearchConfig:
                 f"invalid search setting 'probe_margin': {self.probe_margin!r}; "
                 "valid: finite number >= 0"
             )
-        if self.validation != 0 and self.validation < 3:
+        if self.validation is not None and (
+            isinstance(self.validation, bool)
+            or not isinstance(self.validation, int)
+            or (self.validation != 0 and self.validation < 3)
+        ):
             raise ValueError(
                 f"invalid search setting 'validation': {self.validation!r}; "
-                "valid: 0 (no model selection) or an integer >= 3"
+                "valid: null (automatic), 0 (no model selection) or an integer >= 3"
             )
         if self.probe_size != 0 and not 3 <= self.probe_size <= self.sample:
             raise ValueError(
@@ -198,6 +203,13 @@ class SearchConfig:
                 f"invalid search setting 'inputs': {list(inputs)!r}; valid: null or a non-empty "
                 f"list of distinct names from {', '.join(INPUT_NAMES)}"
             )
+
+    def validation_for(self, n_archs: int) -> int:
+        """The validation split size for a benchmark of ``n_archs`` (resolves None)."""
+        if self.validation is not None:
+            return self.validation
+        size = min(50, (n_archs - self.sample) // 4)
+        return size if size >= 3 else 0
 
     @property
     def generations(self) -> int:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lpzero_queue.benchmarks.splits import SplitSpec, search_positions, validation_positions
@@ -94,9 +94,15 @@ def create_run(sessions: sessionmaker[Session], bench_name: str, config: SearchC
             )
         except ValueError as exc:
             raise LpzqError(str(exc)) from None
+        n_archs = s.scalar(
+            select(func.count())
+            .select_from(Architecture)
+            .where(Architecture.benchmark_id == bench.id)
+        )
         resolved = SearchConfig.from_dict(
             {
                 **config.to_dict(),
+                "validation": config.validation_for(int(n_archs or 0)),
                 "builder": setup.builder,
                 "objective": setup.objective,
                 "batch_size": setup.batch_size,
@@ -138,7 +144,7 @@ def load_context(sessions: sessionmaker[Session], run_id: int) -> RunContext:
             # Runs recorded before the setting existed used the token-mixing Linears.
             linear_scope=run.config.get("linear_scope", "mixer"),
         )
-        split = SplitSpec(config.split, config.sample, config.seed, config.validation)
+        split = SplitSpec(config.split, config.sample, config.seed, config.validation or 0)
         archs = s.scalars(select(Architecture).where(Architecture.benchmark_id == bench.id)).all()
         by_pos = {a.position: a for a in archs}
         try:

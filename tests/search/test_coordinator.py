@@ -25,6 +25,7 @@ TINY = SearchConfig(
     batch_size=2,
     seq_len=16,
     probe_min_population=4,
+    validation=0,
 )
 
 
@@ -203,3 +204,40 @@ def test_a_run_recorded_before_new_settings_keeps_what_it_used(
     # A new run resolves today's defaults and stores them.
     ctx_new = load_context(sessions, create_run(sessions, "gpt2-wt103", TINY))
     assert ctx_new.config.reductions == ("mean", "total") and ctx_new.setup.linear_scope == "all"
+
+
+def test_validation_split_chooses_the_result_among_the_top_members(
+    sessions: sessionmaker[Session],
+) -> None:
+    import dataclasses
+
+    config = dataclasses.replace(TINY, validation=6, select_top=3)
+    run_id = create_run(sessions, "gpt2-wt103", config)
+    result = execute_run(sessions, run_id, _executor())
+    with transaction(sessions) as s:
+        run = s.get(SearchRun, run_id)
+        assert run is not None and run.selection is not None
+        selection, stored = run.selection, dict(run.config)
+    assert stored["validation"] == 6 and stored["select_top"] == 3
+    candidates = selection["candidates"]
+    assert selection["split"] == "sample8-seed0-val6" and selection["validation_archs"] == 6
+    assert 1 <= len(candidates) <= 3
+    fits = [c["fitness"] for c in candidates]
+    assert fits == sorted(fits, reverse=True)  # the top members by fitness, best first
+    scored = [c for c in candidates if c["validation"] is not None]
+    best = max(scored, key=lambda c: c["validation"])
+    assert selection["chosen"] == best["expression"] == result.best
+    summary = run_summary(sessions, run_id)
+    assert summary["best"] == result.best and "validation" in summary["selected_by"]
+
+
+def test_default_validation_follows_the_benchmark_size(sessions: sessionmaker[Session]) -> None:
+    import dataclasses
+
+    auto = dataclasses.replace(TINY, validation=None)
+    run_id = create_run(sessions, "gpt2-wt103", auto)
+    with transaction(sessions) as s:
+        run = s.get(SearchRun, run_id)
+        assert run is not None
+        assert run.config["validation"] == min(50, (200 - 8) // 4)
+    assert auto.validation_for(10) == 0  # too small: everything left stays in the test split
