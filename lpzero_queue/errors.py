@@ -15,3 +15,16 @@ class StorageError(LpzqError):
 
 class NotFoundError(LpzqError):
     """A named object (benchmark, proxy, run) does not exist."""
+
+
+CLIP_CHARS = 80  # characters of user text echoed in a one-line message
+
+
+def clip(text: str, limit: int = CLIP_CHARS) -> str:
+    """``text`` quoted for a one-line message; past ``limit`` characters, its start and length.
+
+    A 100 KB expression pasted by mistake must not be echoed whole in an error line.
+    """
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"

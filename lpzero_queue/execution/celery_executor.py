@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from lpzero_queue.config import Settings, mask_url
@@ -58,7 +57,7 @@ from lpzero_queue.execution.celery_app import (
 )
 from lpzero_queue.execution.tasks import db_now
 from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
-from lpzero_queue.storage import WorkUnitRow, transaction
+from lpzero_queue.storage import WorkUnitRow, insert_ignore, transaction
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +254,6 @@ class CeleryExecutor:
             by_key.setdefault(key, []).append(unit)
             payloads.setdefault(key, unit.to_payload())
         label = f"proxy:{uuid.uuid4().hex[:16]}"
-        dialect = self._engine.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         t = WorkUnitRow
         tracks: dict[int, _Track] = {}
         with transaction(self.sessions) as s:
@@ -273,9 +270,7 @@ class CeleryExecutor:
                     }
                     for k in keys
                 ]
-                s.execute(
-                    insert(t).values(values).on_conflict_do_nothing(index_elements=["unit_key"])
-                )
+                insert_ignore(s, t, values, index_elements=["unit_key"])
                 # A new request gives units that failed (or used up their attempts under a
                 # coordinator that died) a fresh set of attempts; attempts keep counting, as
                 # (worker, attempts) fences a stale lease holder.
