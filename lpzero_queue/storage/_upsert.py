@@ -23,7 +23,7 @@ def insert_ignore(
     rows: Sequence[dict[str, Any]],
     *,
     index_elements: Sequence[str] | None = None,
-) -> None:
+) -> int:
     """Insert ``rows`` into ``table`` (a mapped class), skipping any that hit a unique key.
 
     Args:
@@ -32,12 +32,16 @@ def insert_ignore(
         rows: column values, one dict per row (nothing is executed when empty).
         index_elements: the unique columns that decide a conflict; None skips a conflict on
             any unique constraint.
+
+    Returns:
+        How many rows were inserted (0 when every one existed).
     """
     if not rows:
-        return
+        return 0
     dialect = bind.get_bind().dialect.name if isinstance(bind, Session) else bind.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement: Executable = (
         insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=index_elements)
     )
-    bind.execute(statement)
+    inserted: int = bind.execute(statement).rowcount  # type: ignore[attr-defined]
+    return inserted

@@ -1,20 +1,15 @@
 """Race-free writes of shared rows: two coordinators inserting the same row at the same moment.
 
-The race is made deterministic on the real PostgreSQL: transaction A inserts the row and stays
-open; B runs the same call in another thread until PostgreSQL shows it waiting on A's lock; then
-A commits. Check-then-insert code fails B with an IntegrityError; insert-or-ignore lets B read
-A's row.
+Each race is made deterministic on the real PostgreSQL (``tests/races.py``). Check-then-insert
+code fails the second writer with an IntegrityError; insert-or-ignore lets it read the first's row.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lpzero_queue.proxies.evaluations import ensure_batch, ensure_proxies, store_rows
@@ -22,6 +17,7 @@ from lpzero_queue.proxies.scoring import ArchRef, ScoreRow, ScoringSetup, WorkUn
 from lpzero_queue.proxies.spec import ProxySpec
 from lpzero_queue.storage import Architecture, Benchmark, Evaluation, InputBatch, Proxy
 from tests.execution._celery_support import migrated_postgres
+from tests.races import in_session, race
 
 pytestmark = pytest.mark.integration
 
@@ -45,64 +41,12 @@ def pg(pg_available: bool) -> Iterator[Engine]:
         yield engine
 
 
-def _blocked(engine: Engine) -> bool:
-    """True once another backend of this database waits on a lock."""
-    with engine.connect() as conn:
-        waiting = conn.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'"
-            )
-        )
-    return bool(waiting)
-
-
-def _race(engine: Engine, hold: Callable[[Session], Any], call: Callable[[], Any]) -> list[Any]:
-    """A runs ``hold`` and keeps its transaction open until B, running ``call`` in a thread,
-    waits on A's lock; then A commits. Returns both results (B's error is raised)."""
-    results: list[Any] = []
-    with sessionmaker(engine)() as a:
-        results.append(hold(a))
-        second = _Thread(call)
-        second.start()
-        deadline = time.monotonic() + 30
-        while not _blocked(engine) and second.is_alive():
-            assert time.monotonic() < deadline, "B never waited on A's insert"
-            time.sleep(0.02)
-        a.commit()
-    second.join(30)
-    if second.error is not None:
-        raise second.error
-    results.append(second.result)
-    return results
-
-
-def _in_session(engine: Engine, write: Callable[[Session], Any]) -> Callable[[], Any]:
-    def call() -> Any:
-        with sessionmaker(engine).begin() as s:
-            return write(s)
-
-    return call
-
-
-class _Thread(threading.Thread):
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self.fn, self.result, self.error = fn, None, None
-
-    def run(self) -> None:
-        try:
-            self.result = self.fn()
-        except BaseException as exc:  # re-raised in the test thread
-            self.error = exc
-
-
 def test_two_coordinators_make_one_input_batch(pg: Engine) -> None:
     def write(s: Session) -> int:
         bench = s.scalars(select(Benchmark)).one()
         return ensure_batch(s, bench, SETUP, seed=7).id
 
-    first, second = _race(pg, write, _in_session(pg, write))
+    first, second = race(pg, write, in_session(pg, write))
     assert first == second
     with pg.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(InputBatch)) == 1
@@ -112,7 +56,7 @@ def test_two_coordinators_make_one_proxy(pg: Engine) -> None:
     def write(s: Session) -> dict[str, int]:
         return ensure_proxies(s, [SPEC])
 
-    first, second = _race(pg, write, _in_session(pg, write))
+    first, second = race(pg, write, in_session(pg, write))
     assert first == second
     with pg.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Proxy)) == 1
@@ -143,7 +87,7 @@ def test_two_coordinators_store_the_same_evaluations(pg: Engine) -> None:
         )  # fmt: skip
         s.flush()
 
-    _race(pg, hold, lambda: store_rows(factory, unit, rows(2.5), ids, batch_id, "second"))
+    race(pg, hold, lambda: store_rows(factory, unit, rows(2.5), ids, batch_id, "second"))
     with pg.connect() as conn:
         stored = conn.execute(select(Evaluation.score, Evaluation.worker)).all()
     assert stored == [(1.5, "first")]
