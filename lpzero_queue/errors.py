@@ -28,3 +28,18 @@ def clip(text: str, limit: int = CLIP_CHARS) -> str:
     if len(text) <= limit:
         return repr(text)
     return f"{text[:limit]!r}... ({len(text):,} characters)"
+
+
+MAX_LINE_CHARS = 1000  # an error line longer than this is cut in the middle
+
+
+def one_line(message: str, limit: int = MAX_LINE_CHARS) -> str:
+    """``message`` on one line, cut in the middle past ``limit`` characters.
+
+    The net under :func:`clip`: the start (what is wrong) and the end (what is valid) stay.
+    """
+    message = " ".join(message.split())
+    if len(message) <= limit:
+        return message
+    head, tail = message[: limit * 2 // 3], message[-limit // 3 :]
+    return f"{head} ...({len(message) - len(head) - len(tail):,} characters cut)... {tail}"
