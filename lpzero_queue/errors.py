@@ -43,3 +43,11 @@ def one_line(message: str, limit: int = MAX_LINE_CHARS) -> str:
         return message
     head, tail = message[: limit * 2 // 3], message[-limit // 3 :]
     return f"{head} ...({len(message) - len(head) - len(tail):,} characters cut)... {tail}"
+
+
+def brief(value: object, limit: int = CLIP_CHARS) -> str:
+    """``repr(value)`` for a one-line message; past ``limit`` characters, its start and length."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
