@@ -235,17 +235,13 @@ def _validate_gpt2(config: dict[str, Any]) -> None:
     d_model, n_layer, n_token = config["d_model"], config["n_layer"], config["n_token"]
     d_embed = config["d_embed"]
     if not _is_int(d_embed) or (d_embed <= 0 and d_embed != -1):
-        raise RecordError(
-            f"d_embed: {brief(d_embed)} is not a positive integer or -1 (= d_model)"
-        )
+        raise RecordError(f"d_embed: {brief(d_embed)} is not a positive integer or -1 (= d_model)")
     if d_embed != -1:
         _pos_int(d_embed, "d_embed", bounds.MAX_HIDDEN)
     for key in _GPT2_LISTS:
         values = config[key]
         if not isinstance(values, list) or len(values) != n_layer:
-            raise RecordError(
-                f"{key}: {brief(values)} is not a list of length n_layer ({n_layer})"
-            )
+            raise RecordError(f"{key}: {brief(values)} is not a list of length n_layer ({n_layer})")
         for i, v in enumerate(values):
             _pos_int(v, f"{key}[{i}]", _GPT2_BOUNDS[key])
             if key == "n_head" and d_model % v:
@@ -413,9 +409,7 @@ def _records(
             raise RecordError(f"record {i}: {type(raw).__name__} is not an object")
         rid = raw.get("id")
         if rid is None or rid == "" or not (_is_int(rid) or isinstance(rid, str)):
-            raise RecordError(
-                f"record {i} (no id): id: {brief(rid)} is not an integer or text"
-            )
+            raise RecordError(f"record {i} (no id): id: {brief(rid)} is not an integer or text")
         head = f"record {i} (id {clip(str(rid))}): "
         if len(str(rid)) > bounds.MAX_ID_CHARS:
             raise RecordError(
