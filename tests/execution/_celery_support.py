@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from typing import Any
 import redis
 from sqlalchemy import Engine
 
+from lpzero_queue.execution.celery_executor import CeleryExecutor
 from lpzero_queue.proxies.scoring import ArchRef, ScoreRow, ScoringSetup, WorkUnit
 from lpzero_queue.storage import make_engine, upgrade
 from tests.conftest import REDIS_URL, REPO_ROOT, drop_postgres_database, new_postgres_database
@@ -248,3 +250,19 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class Background(threading.Thread):
+    """Drains ``executor.run(units)`` in a thread so the test can break things meanwhile."""
+
+    def __init__(self, executor: CeleryExecutor, units: list[WorkUnit]) -> None:
+        super().__init__(daemon=True)
+        self.executor, self.units = executor, units
+        self.results: list[tuple[WorkUnit, list[ScoreRow]]] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.results.extend(self.executor.run(self.units))
+        except BaseException as exc:
+            self.error = exc

@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from lpzero_queue.storage import WorkUnitRow
 from tests.conftest import REPO_ROOT, run_lpzq
 from tests.execution._celery_support import (
     BROKER_URL,
+    Background,
     comparable,
     delete_prefixed_keys,
     migrated_postgres,
@@ -95,22 +95,6 @@ def _done_lines(log: str) -> dict[int, int]:
     for match in re.finditer(r"unit (\d+) attempt \d+: done", log):
         counts[int(match.group(1))] = counts.get(int(match.group(1)), 0) + 1
     return counts
-
-
-class _Background(threading.Thread):
-    """Drains ``executor.run(units)`` in a thread so the test can break things meanwhile."""
-
-    def __init__(self, executor: CeleryExecutor, units: list[WorkUnit]) -> None:
-        super().__init__(daemon=True)
-        self.executor, self.units = executor, units
-        self.results: list[tuple[WorkUnit, list[ScoreRow]]] = []
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.results.extend(self.executor.run(self.units))
-        except BaseException as exc:
-            self.error = exc
 
 
 def test_celery_equals_in_process_and_reruns_from_the_database(
@@ -212,7 +196,7 @@ def test_kill_9_mid_task_redoes_each_unit_exactly_once(
     env = worker_env(url, **{TEST_SLEEP_ENV: "2"})
     kills: list[tuple[int, int]] = []  # (unit id, attempt) killed mid-task
     with running_workers(1, env, prefix, tmp_path, "--device", "cpu") as (worker,):
-        run = _Background(ex, units)
+        run = Background(ex, units)
         run.start()
         deadline = time.monotonic() + 120
         while len(kills) < 2 and run.is_alive() and time.monotonic() < deadline:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +22,10 @@ from lpzero_queue.config import load_settings
 from lpzero_queue.execution.celery_app import CeleryOptions
 from lpzero_queue.execution.celery_executor import CeleryExecutor, unit_key
 from lpzero_queue.execution.tasks import TEST_SLEEP_ENV
-from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
+from lpzero_queue.proxies.scoring import WorkUnit
 from lpzero_queue.storage import WorkUnitRow
 from tests.execution._celery_support import (
+    Background,
     RedisServer,
     migrated_postgres,
     new_key_prefix,
@@ -59,20 +59,6 @@ def _executor(url: str, engine: Engine, broker: str, prefix: str, **kw: Any) -> 
     )
 
 
-class _Background(threading.Thread):
-    def __init__(self, executor: CeleryExecutor, units: list[WorkUnit]) -> None:
-        super().__init__(daemon=True)
-        self.executor, self.units = executor, units
-        self.results: list[tuple[WorkUnit, list[ScoreRow]]] = []
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.results.extend(self.executor.run(self.units))
-        except BaseException as exc:
-            self.error = exc
-
-
 def _rows(engine: Engine) -> list[WorkUnitRow]:
     with sessionmaker(engine)() as s:
         return list(s.scalars(select(WorkUnitRow).order_by(WorkUnitRow.id)))
@@ -97,7 +83,7 @@ def test_broker_outages_are_waited_out_and_lost_messages_sent_again(
     with running_workers(1, env, prefix, tmp_path, "--device", "cpu") as (worker,):
         # 1. The broker is down when the run starts: the coordinator waits and says so.
         server.kill()
-        run = _Background(ex, units)
+        run = Background(ex, units)
         run.start()
         _wait(lambda: any("waiting for broker" in m for m in said), "no waiting line")
         time.sleep(1.0)  # several polls: still said once
