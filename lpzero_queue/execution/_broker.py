@@ -67,7 +67,20 @@ class BrokerWatch:
         return self._client
 
     def probe(self) -> str | None:
-        """The broker's identity (Redis ``run_id``), or None when it cannot be reached."""
+        """The broker's identity (Redis ``run_id``), or None when it cannot be reached.
+
+        A broker other than Redis has no identity here: only reachability is probed.
+        """
+        url = str(self.app.conf.broker_url or "")
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            from lpzero_queue.execution.celery_app import check_broker
+
+            try:
+                check_broker(self.app)
+            except LpzqError as exc:
+                self._reason = str(exc)
+                return None
+            return "broker"
         try:
             info = self._redis().info("server")
         except Exception as exc:  # redis-py connection and timeout errors: unreachable

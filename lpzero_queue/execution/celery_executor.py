@@ -319,7 +319,7 @@ class CeleryExecutor:
 
     def _purge_suspects(self) -> None:
         """Empty the own queues of the workers found dead during this run."""
-        if self.suspects:
+        if self.suspects and not self.broker.down:
             purged = self.broker.purge(sorted(self.suspects))
             if purged:
                 log.info("purged %d messages from the queues of %s", purged, self.suspects)
