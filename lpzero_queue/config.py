@@ -86,6 +86,10 @@ class Settings(BaseModel):
     celery_max_attempts: int = Field(default=3, ge=1)
     # Prefix of every Redis key: isolates deployments sharing one Redis.
     celery_key_prefix: str = ""
+    # The coordinator waits out a broker (Redis) outage this long, saying so every 30 s, then
+    # stops with an error (the work done is stored; resume it). Messages the broker lost are
+    # sent again when it is back.
+    celery_broker_wait_s: float = Field(default=300.0, gt=0, le=86_400)
 
     @field_validator("database_url", "broker_url")
     @classmethod
@@ -162,6 +166,7 @@ class Settings(BaseModel):
             "celery_heartbeat_s": self.effective_heartbeat_s,
             "celery_max_attempts": self.celery_max_attempts,
             "celery_key_prefix": self.celery_key_prefix,
+            "celery_broker_wait_s": self.celery_broker_wait_s,
         }
 
 

@@ -42,6 +42,7 @@ def test_defaults_of_the_distributed_settings() -> None:
         ),
         ({"LPZQ_CELERY_MAX_ATTEMPTS": "0"}, "invalid setting 'celery_max_attempts'"),
         ({"LPZQ_CELERY_LEASE_S": "soon"}, "invalid setting 'celery_lease_s'"),
+        ({"LPZQ_CELERY_BROKER_WAIT_S": "0"}, "invalid setting 'celery_broker_wait_s'"),
         ({"LPZQ_CELERY_LEASE": "5"}, "unknown setting 'celery_lease'; valid settings:"),
     ],
 )
@@ -77,5 +78,6 @@ def test_config_show_lists_the_distributed_settings(cli_env: dict[str, str], tmp
         "celery_heartbeat_s": 10.0,
         "celery_max_attempts": 5,
         "celery_key_prefix": "team-a:",
+        "celery_broker_wait_s": 300.0,
     }
     assert shown["torch_threads"] == 1  # the conftest environment sets 1

@@ -24,7 +24,7 @@ from lpzero_queue.benchmarks.records import (
     load_shipped,
 )
 from lpzero_queue.errors import LpzqError, NotFoundError
-from lpzero_queue.storage import Architecture, Benchmark, GroundTruth, transaction
+from lpzero_queue.storage import Architecture, Benchmark, GroundTruth, insert_ignore, transaction
 
 
 @dataclass(frozen=True)
@@ -68,16 +68,19 @@ def store_benchmark(session: Session, spec: BenchmarkSpec) -> LoadResult:
             )
         return LoadResult(spec.name, created=False, architectures=len(stored))
 
-    bench = Benchmark(
-        name=spec.name,
-        space=spec.space,
-        metric=spec.metric,
-        direction="higher" if spec.higher_is_better else "lower",
-        description=spec.description,
-        provenance=dict(spec.provenance),
-    )
-    session.add(bench)
-    session.flush()
+    values = {
+        "name": spec.name,
+        "space": spec.space,
+        "metric": spec.metric,
+        "direction": "higher" if spec.higher_is_better else "lower",
+        "description": spec.description,
+        "provenance": dict(spec.provenance),
+    }
+    # Insert-or-ignore: a coordinator loading the same benchmark at the same moment wins, and
+    # this call then compares against what it stored (PostgreSQL waits for its commit).
+    if not insert_ignore(session, Benchmark, [values], index_elements=["name"]):
+        return store_benchmark(session, spec)
+    bench = session.scalars(select(Benchmark).where(Benchmark.name == spec.name)).one()
     default = resolve_builder(spec.space)
     archs: list[Architecture] = []
     for record, digest in zip(spec.records, hashes, strict=True):

@@ -13,12 +13,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lpzero_queue.benchmarks.bounds import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    BoundError,
+    check_cost,
+    check_depth,
+    check_name,
+)
 from lpzero_queue.benchmarks.records import (  # the shared record validation
     ArchitectureRecord,
     RecordError,
     _check_space,
     _records,
 )
+from lpzero_queue.errors import clip
 
 __all__ = ["parse_import_file"]
 
@@ -50,12 +59,7 @@ def _csv_raws(text: str, space: str, metric: str) -> list[dict[str, Any]]:
         head = f"record {i} (id {cells.get('id', '')!r}): "
         if len(row) != len(header):
             raise RecordError(f"{head}line {line} has {len(row)} fields, header has {len(header)}")
-        try:
-            config = json.loads(cells["config"])
-        except json.JSONDecodeError as exc:
-            raise RecordError(
-                f"{head}config: invalid JSON at column {exc.colno}: {exc.msg}"
-            ) from None
+        config = _json(cells["config"], f"{head}config")
         raw: dict[str, Any] = {"id": cells["id"]}
         if space == "flexibert":
             if not isinstance(config, dict):
@@ -109,11 +113,23 @@ def parse_import_file(
         raise ValueError(f"higher_is_better must be a bool, got {higher_is_better!r}")
     if not isinstance(metric, str) or not metric or metric in ("id", "config"):
         raise ValueError(f"metric must be a non-empty name other than id/config, got {metric!r}")
+    try:
+        check_name(metric, "metric")
+    except BoundError as exc:
+        raise RecordError(str(exc)) from None
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".json", ".csv"):
-        raise RecordError(f"{path.name}: unknown extension {path.suffix!r} (valid: .json, .csv)")
+        raise RecordError(
+            f"{clip(path.name)}: unknown extension {clip(path.suffix)} (valid: .json, .csv)"
+        )
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise RecordError(
+                f"{path.name}: {size / 2**20:,.1f} MiB, above the bound "
+                f"{MAX_FILE_BYTES // 2**20} MiB"
+            )
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         raise RecordError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -122,14 +138,37 @@ def parse_import_file(
     if not text.strip():
         raise RecordError(f"{path.name}: the file is empty")
     if suffix == ".csv":
-        return _records(_csv_raws(text, space, metric), space, metric, config_prefix="config.")
+        records = _records(_csv_raws(text, space, metric), space, metric, config_prefix="config.")
+    else:
+        data = _json(text, path.name)
+        if not isinstance(data, list):
+            raise RecordError(
+                f"{path.name}: top level is {type(data).__name__}, not a list of records"
+            )
+        prefix = "config." if space == "gpt2" else ""
+        records = _records(data, space, metric, config_prefix=prefix)
+    for record in records:
+        try:
+            check_cost(space, record.config)
+        except BoundError as exc:
+            raise RecordError(f"record {record.position} (id {clip(record.key)}): {exc}") from None
+    return records
+
+
+def _json(text: str, what: str) -> Any:
+    """Parse JSON text bounded in depth; RecordError naming ``what`` and the problem."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecordError(
-            f"{path.name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            f"{what}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
-    if not isinstance(data, list):
-        raise RecordError(f"{path.name}: top level is {type(data).__name__}, not a list of records")
-    prefix = "config." if space == "gpt2" else ""
-    return _records(data, space, metric, config_prefix=prefix)
+    except RecursionError:
+        raise RecordError(f"{what}: JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise RecordError(f"{what}: invalid JSON: {clip(str(exc))}") from None
+    try:
+        check_depth(data, what)
+    except BoundError as exc:
+        raise RecordError(str(exc)) from None
+    return data

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
-from lpzero_queue.errors import LpzqError
+from lpzero_queue.benchmarks import bounds
+from lpzero_queue.errors import LpzqError, brief, clip
 
 __all__ = [
     "SHIPPED",
@@ -142,6 +143,15 @@ _GPT2_KEYS: tuple[str, ...] = (
 )
 _GPT2_KEYS += _GPT2_FLOATS
 _EXTRA_KEYS = ("time_to_train_s", "train_elapsed_s", "params")  # kept in `extra`, not ground truth
+_GPT2_BOUNDS = {
+    "n_token": bounds.MAX_TOKENS,
+    "tgt_len": bounds.MAX_SEQ,
+    "d_model": bounds.MAX_HIDDEN,
+    "n_layer": bounds.MAX_LAYERS,
+    "div_val": bounds.MAX_HIDDEN,
+    "n_head": bounds.MAX_HEADS,
+    "d_inner": bounds.MAX_INNER,
+}
 
 
 def _check_space(space: str) -> None:
@@ -157,10 +167,17 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _pos_int(v: Any, field: str) -> int:
+def _pos_int(v: Any, field: str, bound: int | None = None) -> int:
     if not _is_int(v) or v <= 0:
-        raise RecordError(f"{field}: {v!r} is not a positive integer")
+        raise RecordError(f"{field}: {brief(v)} is not a positive integer")
+    if bound is not None and v > bound:
+        raise RecordError(f"{field}: {v:,} is above the bound {bound:,} (valid: 1 to {bound:,})")
     return int(v)
+
+
+def _short_list(values: Any, field: str, bound: int) -> None:
+    if isinstance(values, list) and len(values) > bound:
+        raise RecordError(f"{field}: {len(values):,} entries, above the bound {bound:,}")
 
 
 def _validate_flexibert(config: dict[str, Any]) -> None:
@@ -170,13 +187,15 @@ def _validate_flexibert(config: dict[str, Any]) -> None:
     for key in ("hidden_size", "encoder_layers"):
         if key not in config:
             raise RecordError(f"{key}: missing")
-    hidden, layers = _pos_int(config["hidden_size"], "hidden_size"), config["encoder_layers"]
+    hidden = _pos_int(config["hidden_size"], "hidden_size", bounds.MAX_HIDDEN)
+    layers = config["encoder_layers"]
     if not isinstance(layers, list) or not layers:
-        raise RecordError(f"encoder_layers: {layers!r} is not a non-empty list")
+        raise RecordError(f"encoder_layers: {brief(layers)} is not a non-empty list")
+    _short_list(layers, "encoder_layers", bounds.MAX_LAYERS)
     for i, layer in enumerate(layers):
         at = f"encoder_layers[{i}]"
         if not isinstance(layer, dict):
-            raise RecordError(f"{at}: {layer!r} is not an object")
+            raise RecordError(f"{at}: {brief(layer)} is not an object")
         for key in layer:
             if key not in _FLEXI_LAYER_KEYS:
                 raise RecordError(f"{at}.{key}: unknown key")
@@ -186,20 +205,25 @@ def _validate_flexibert(config: dict[str, Any]) -> None:
         op, param = layer["operation_type"], layer["operation_parameter"]
         if op == "DSC":
             if not _is_int(param) or param <= 0 or param % 2 == 0:
-                raise RecordError(f"{at}.operation_parameter: {param!r} is not a positive odd int")
+                raise RecordError(
+                    f"{at}.operation_parameter: {brief(param)} is not a positive odd int"
+                )
+            _pos_int(param, f"{at}.operation_parameter", bounds.MAX_KERNEL)
         elif isinstance(op, str) and op in _FLEXI_PARAMS:
             if param not in _FLEXI_PARAMS[op]:
                 raise RecordError(
-                    f"{at}.operation_parameter: {param!r} is not one of "
+                    f"{at}.operation_parameter: {brief(param)} is not one of "
                     f"{', '.join(_FLEXI_PARAMS[op])} ({op})"
                 )
         else:
-            raise RecordError(f"{at}.operation_type: {op!r} is not one of SA, LT, DSC")
-        heads = _pos_int(layer["num_operation_heads"], f"{at}.num_operation_heads")
+            raise RecordError(f"{at}.operation_type: {brief(op)} is not one of SA, LT, DSC")
+        heads = _pos_int(
+            layer["num_operation_heads"], f"{at}.num_operation_heads", bounds.MAX_HEADS
+        )
         if hidden % heads:
             raise RecordError(f"{at}.num_operation_heads: {heads} does not divide {hidden}")
-        _pos_int(layer["feed_forward_dimension"], f"{at}.feed_forward_dimension")
-        _pos_int(layer["num_feed_forward"], f"{at}.num_feed_forward")
+        _pos_int(layer["feed_forward_dimension"], f"{at}.feed_forward_dimension", bounds.MAX_INNER)
+        _pos_int(layer["num_feed_forward"], f"{at}.num_feed_forward", bounds.MAX_STACK)
 
 
 def _validate_gpt2(config: dict[str, Any]) -> None:
@@ -207,22 +231,25 @@ def _validate_gpt2(config: dict[str, Any]) -> None:
         if key not in config:
             raise RecordError(f"{key}: missing")
     for key in _GPT2_INTS:
-        _pos_int(config[key], key)
+        _pos_int(config[key], key, _GPT2_BOUNDS[key])
     d_model, n_layer, n_token = config["d_model"], config["n_layer"], config["n_token"]
     d_embed = config["d_embed"]
     if not _is_int(d_embed) or (d_embed <= 0 and d_embed != -1):
-        raise RecordError(f"d_embed: {d_embed!r} is not a positive integer or -1 (= d_model)")
+        raise RecordError(f"d_embed: {brief(d_embed)} is not a positive integer or -1 (= d_model)")
+    if d_embed != -1:
+        _pos_int(d_embed, "d_embed", bounds.MAX_HIDDEN)
     for key in _GPT2_LISTS:
         values = config[key]
         if not isinstance(values, list) or len(values) != n_layer:
-            raise RecordError(f"{key}: {values!r} is not a list of length n_layer ({n_layer})")
+            raise RecordError(f"{key}: {brief(values)} is not a list of length n_layer ({n_layer})")
         for i, v in enumerate(values):
-            _pos_int(v, f"{key}[{i}]")
+            _pos_int(v, f"{key}[{i}]", _GPT2_BOUNDS[key])
             if key == "n_head" and d_model % v:
                 raise RecordError(f"n_head[{i}]: {v} does not divide d_model {d_model}")
     cutoffs = config["cutoffs"]
     if not isinstance(cutoffs, list) or not cutoffs:
-        raise RecordError(f"cutoffs: {cutoffs!r} is not a non-empty list")
+        raise RecordError(f"cutoffs: {brief(cutoffs)} is not a non-empty list")
+    _short_list(cutoffs, "cutoffs", bounds.MAX_LIST)
     previous = 0
     for i, c in enumerate(cutoffs):
         _pos_int(c, f"cutoffs[{i}]")
@@ -233,18 +260,19 @@ def _validate_gpt2(config: dict[str, Any]) -> None:
         previous = c
     for key in _GPT2_BOOLS:
         if not isinstance(config[key], bool):
-            raise RecordError(f"{key}: {config[key]!r} is not a boolean")
+            raise RecordError(f"{key}: {brief(config[key])} is not a boolean")
     tie_projs = config["tie_projs"]
+    _short_list(tie_projs, "tie_projs", bounds.MAX_LIST)
     if not isinstance(tie_projs, list) or not all(isinstance(t, bool) for t in tie_projs):
-        raise RecordError(f"tie_projs: {tie_projs!r} is not a list of booleans")
+        raise RecordError(f"tie_projs: {brief(tie_projs)} is not a list of booleans")
     for key in _GPT2_FLOATS:
         v = config[key]
         if not _is_number(v) or not math.isfinite(v):
-            raise RecordError(f"{key}: {v!r} is not a finite number")
+            raise RecordError(f"{key}: {brief(v)} is not a finite number")
         if key.startswith("drop") and not 0 <= v < 1:
-            raise RecordError(f"{key}: {v!r} is not in [0, 1)")
+            raise RecordError(f"{key}: {brief(v)} is not in [0, 1)")
         if key.endswith("std") and v <= 0:
-            raise RecordError(f"{key}: {v!r} is not positive")
+            raise RecordError(f"{key}: {brief(v)} is not positive")
 
 
 def validate_config(space: str, config: Any) -> None:
@@ -340,11 +368,15 @@ def _record_from_raw(
     truth: dict[str, float] = {}
     scores = raw.get("scores", {}) if space == "flexibert" else {}
     if not isinstance(scores, dict):
-        raise RecordError(f"scores: {scores!r} is not an object")
+        raise RecordError(f"scores: {brief(scores)} is not an object")
     structural = {"id", "config", "scores", "hidden_size", "encoder_layers", *_EXTRA_KEYS}
     for key, value in [*scores.items(), *raw.items()]:
         if key == metric or key in structural or not _is_number(value):
             continue
+        if len(key) > bounds.MAX_NAME_CHARS:  # stored as a ground-truth metric name
+            raise RecordError(
+                f"{clip(key)}: a ground-truth name longer than {bounds.MAX_NAME_CHARS} characters"
+            )
         if math.isfinite(value):  # a missing secondary measurement is left out, not an error
             truth[key] = float(value)
     if metric in raw and metric in scores and raw[metric] != scores[metric]:
@@ -353,7 +385,7 @@ def _record_from_raw(
     if value is None or value == "":
         raise RecordError(f"metric {metric!r} missing")
     if not _is_number(value) or not math.isfinite(value):
-        raise RecordError(f"metric {metric!r}: {value!r} is not a finite number")
+        raise RecordError(f"metric {clip(metric)}: {brief(value)} is not a finite number")
     truth[metric] = float(value)
     extra = {
         k: copy.deepcopy(v)
@@ -368,6 +400,8 @@ def _records(
 ) -> list[ArchitectureRecord]:
     if not raws:
         raise RecordError("the file holds no records")
+    if len(raws) > bounds.MAX_RECORDS:
+        raise RecordError(f"{len(raws):,} records, above the bound {bounds.MAX_RECORDS:,}")
     seen: dict[str, int] = {}
     out = []
     for i, raw in enumerate(raws):
@@ -375,8 +409,12 @@ def _records(
             raise RecordError(f"record {i}: {type(raw).__name__} is not an object")
         rid = raw.get("id")
         if rid is None or rid == "" or not (_is_int(rid) or isinstance(rid, str)):
-            raise RecordError(f"record {i} (no id): id: {rid!r} is not an integer or text")
-        head = f"record {i} (id {str(rid)!r}): "
+            raise RecordError(f"record {i} (no id): id: {brief(rid)} is not an integer or text")
+        head = f"record {i} (id {clip(str(rid))}): "
+        if len(str(rid)) > bounds.MAX_ID_CHARS:
+            raise RecordError(
+                f"{head}id: {len(str(rid)):,} characters, above the bound {bounds.MAX_ID_CHARS}"
+            )
         if str(rid) in seen:
             raise RecordError(f"{head}id: duplicate of record {seen[str(rid)]}")
         seen[str(rid)] = i

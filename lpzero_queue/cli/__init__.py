@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import click
 
 from lpzero_queue.cli._app import app
-from lpzero_queue.errors import LpzqError
+from lpzero_queue.errors import LpzqError, one_line
 
 __all__ = ["app", "main"]
 
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("lpzq: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except LpzqError as exc:
-        print(f"lpzq: error: {exc}", file=sys.stderr)
+        print(f"lpzq: error: {one_line(str(exc))}", file=sys.stderr)
         raise SystemExit(1) from None
     if isinstance(rc, int) and rc != 0:
         raise SystemExit(rc)

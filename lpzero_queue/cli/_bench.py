@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from sqlalchemy import func, select
 
+from lpzero_queue.benchmarks.bounds import MAX_DESCRIPTION_CHARS, check_name
 from lpzero_queue.benchmarks.imports import parse_import_file
 from lpzero_queue.benchmarks.records import (
     SHIPPED,
@@ -138,6 +139,9 @@ def bench_import(
         raise LpzqError(f"unknown space '{space}'; valid spaces: {', '.join(SPACES)}")
     if higher_is_better is None:
         raise LpzqError("say the metric's direction: --higher-is-better or --lower-is-better")
+    check_name(name, "--name")
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise LpzqError(f"--description is longer than {MAX_DESCRIPTION_CHARS:,} characters")
     if name in SHIPPED:
         raise LpzqError(f"'{name}' is the name of a shipped benchmark; choose another --name")
     records = parse_import_file(file, space=space, metric=metric, higher_is_better=higher_is_better)

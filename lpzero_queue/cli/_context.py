@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import typer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,7 +59,9 @@ class Runtime:
         if self.settings.broker_url:
             from lpzero_queue.execution.celery_executor import CeleryExecutor
 
-            return CeleryExecutor(self.settings, self.sessions)
+            return CeleryExecutor(
+                self.settings, self.sessions, say=lambda m: typer.echo(f"lpzq: {m}", err=True)
+            )
         from lpzero_queue.execution.local import LocalExecutor
 
         return LocalExecutor(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -16,28 +17,24 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Search zero-cost proxies with genetic programming.", no_args_is_help=True)
 
 
-def _finish(rt: Runtime, run_id: int) -> None:
-    """Evaluate the run's best proxy on the held-out test split and print the table."""
+def _held_out(rt: Runtime, run_id: int, best: str) -> Any:
+    """Score the run's best proxy and the baselines on the held-out test split (stored)."""
     from lpzero_queue.cli._progress import progress_bar
-    from lpzero_queue.proxies.report import held_out_comparisons, run_report
+    from lpzero_queue.proxies.report import run_report
     from lpzero_queue.proxies.spec import (
         TRIVIAL_BASELINES,
         ProxySpec,
         baseline_spec,
         resolve_proxy,
     )
-    from lpzero_queue.search.coordinator import load_context, run_summary
+    from lpzero_queue.search.coordinator import load_context
 
-    summary = run_summary(rt.sessions, run_id)
-    if summary["status"] != "completed":
-        typer.echo(f"run {run_id}: {summary['status']}")
-        return
     ctx = load_context(rt.sessions, run_id)
     published = "lpzero-flexibert" if ctx.setup.space == "flexibert" else "lpzero-gpt2"
-    specs = [ProxySpec("expression", summary["best"], "higher", None), resolve_proxy(published)]
+    specs = [ProxySpec("expression", best, "higher", None), resolve_proxy(published)]
     specs += [baseline_spec(n) for n in TRIVIAL_BASELINES]
     with progress_bar("held-out test split") as advance:
-        report = run_report(
+        return run_report(
             rt.sessions,
             ctx.bench_name,
             specs,
@@ -49,14 +46,28 @@ def _finish(rt: Runtime, run_id: int) -> None:
             progress=advance,
             details={"run_id": run_id},
         )
+
+
+def _finish(rt: Runtime, run_id: int, report: Any = None) -> None:
+    """Print the best proxy's held-out table (scored now unless ``report`` is given)."""
+    from lpzero_queue.proxies.report import held_out_comparisons
+    from lpzero_queue.search.coordinator import run_summary
+
+    summary = run_summary(rt.sessions, run_id)
+    if summary["status"] != "completed":
+        typer.echo(f"run {run_id}: {summary['status']}")
+        return
+    if report is None:
+        report = _held_out(rt, run_id, summary["best"])
     typer.echo(
-        f"run {run_id} best (search-split {ctx.config.fitness} "
+        f"run {run_id} best (search-split {summary['fitness']} "
         f"{summary['best_fitness']:+.4f}): {summary['best']}"
     )
     labels = {summary["best"]: "best (searched)"}
     echo_report(report, labels)
-    labels[specs[1].text] = published
-    echo_comparisons(held_out_comparisons(report, summary["best"], specs[1].text), labels)
+    published = report.rows[1].proxy  # rows: searched, published, trivial baselines
+    labels[published.text] = published.label
+    echo_comparisons(held_out_comparisons(report, summary["best"], published.text), labels)
 
 
 def _execute(rt: Runtime, run_id: int) -> None:
@@ -64,9 +75,16 @@ def _execute(rt: Runtime, run_id: int) -> None:
     from lpzero_queue.search.coordinator import execute_run
 
     rt.apply_torch_settings()
-    with progress_bar(f"search run {run_id}") as advance:
-        execute_run(rt.sessions, run_id, rt.executor(), progress=advance)
-    _finish(rt, run_id)
+    reports: list[Any] = []
+    with contextlib.ExitStack() as bar:
+
+        def held_out(best: str) -> None:
+            bar.close()  # the search bar ends before the held-out one starts
+            reports.append(_held_out(rt, run_id, best))
+
+        advance = bar.enter_context(progress_bar(f"search run {run_id}"))
+        execute_run(rt.sessions, run_id, rt.executor(), progress=advance, held_out=held_out)
+    _finish(rt, run_id, reports[0] if reports else None)
 
 
 @app.command("start")

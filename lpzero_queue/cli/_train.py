@@ -59,6 +59,7 @@ def bench_create(
 
     Example: lpzq bench create small --space gpt2 --archs 40 --steps 300 --seed 0
     """
+    from lpzero_queue.benchmarks.bounds import check_name
     from lpzero_queue.benchmarks.catalog import store_benchmark
     from lpzero_queue.benchmarks.records import SHIPPED
     from lpzero_queue.execution.train_runner import TrainRunner
@@ -68,6 +69,7 @@ def bench_create(
 
     if space not in ("gpt2", "flexibert"):
         raise LpzqError(f"unknown space '{space}'; valid spaces: gpt2, flexibert")
+    check_name(name, "benchmark name")
     if name in SHIPPED:
         raise LpzqError(f"'{name}' is the name of a shipped benchmark; choose another name")
     hp = hyperparameters(

@@ -13,17 +13,24 @@ delays a row, and the poll loop re-dispatches it:
   ``lpzq search resume RUN``) reopens it with ``max_attempts`` more attempts (the cap is per
   request; ``attempts`` only grows, so it stays a fencing token);
 * a ``pending`` row is sent again to the shared queue when none of the run's rows has moved for
-  ``pickup_timeout_s`` (its message was lost, e.g. by a Redis restart, or its worker's own queue
-  has no consumer any more), waiting twice as long before each further re-send.
+  ``pickup_timeout_s`` (its message was lost), waiting twice as long before each further re-send;
+* when the broker was unreachable or restarted (its Redis ``run_id`` changed), every unit without
+  a live lease is sent again as soon as the broker is back: its message may be gone. The
+  coordinator waits out an outage up to ``celery_broker_wait_s``, saying what it waits for once
+  and then every 30 s (:mod:`lpzero_queue.execution._broker`).
 
 Duplicate messages are harmless: a task leases its row before computing and returns at once when
 the row is done or leased by someone else.
 
 Shard affinity: once a worker has completed a unit, later units over the same architectures, seed
 and input setup are sent to that worker's own queue (Celery's ``worker_direct``) so they find its
-input cache warm. Re-sends always go to the shared ``proxy`` queue, so a vanished worker costs at
-most ``pickup_timeout_s``. The affinity map lives in the executor: a search that reuses one
-executor over its generations benefits; a fresh process starts cold.
+input cache warm. Affinity never makes work wait for a dead worker: a unit in a worker's own
+queue that is not taken up within ``affinity_grace_s`` while that worker holds no live lease is
+sent again to the shared ``proxy`` queue (re-sends always go there); a worker whose lease expired
+or that left its queue untouched gets no more affine units (until it completes one again), and
+its own queue is purged when ``run`` ends, so no message stays stranded there. The affinity map
+lives in the executor: a search that reuses one executor over its generations benefits; a fresh
+process starts cold.
 """
 
 from __future__ import annotations
@@ -33,16 +40,16 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from lpzero_queue.config import Settings, mask_url
+from lpzero_queue.config import Settings
 from lpzero_queue.errors import LpzqError
+from lpzero_queue.execution._broker import BrokerWatch
 from lpzero_queue.execution.base import (
     UnitFailedError,
     attempts_text,
@@ -58,7 +65,7 @@ from lpzero_queue.execution.celery_app import (
 )
 from lpzero_queue.execution.tasks import db_now
 from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
-from lpzero_queue.storage import WorkUnitRow, transaction
+from lpzero_queue.storage import WorkUnitRow, insert_ignore, transaction
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +91,7 @@ class _Track:
     sent_at: float | None = None  # monotonic time of the last dispatch
     sent_after: int = -1  # the row's attempts when it was last dispatched
     resends: int = 0
+    node: str | None = None  # the worker whose own queue got the last message; None: shared
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -108,9 +116,14 @@ class CeleryExecutor:
         pickup_timeout_s: a pending row not picked up within this is sent again.
         max_attempts: leases per unit and request (``celery_max_attempts``); a unit that always
             kills its worker stops here.
-        broker_down_s: give up (LpzqError) when the broker cannot be reached this long.
+        broker_down_s: give up (LpzqError) when the broker cannot be reached this long
+            (``celery_broker_wait_s``).
         timeout_s: give up when the whole run takes longer; None waits forever.
         affinity: route a shard back to the worker that last completed it.
+        affinity_grace_s: a unit in a worker's own queue not taken up within this, while that
+            worker holds no live lease, is sent to the shared queue (default: 4 polls, at
+            least 2 s).
+        say: where lines about the broker go (default: a logged warning).
     """
 
     def __init__(
@@ -124,9 +137,11 @@ class CeleryExecutor:
         poll_s: float = 0.5,
         pickup_timeout_s: float = 120.0,
         max_attempts: int | None = None,
-        broker_down_s: float = 120.0,
+        broker_down_s: float | None = None,
         timeout_s: float | None = None,
         affinity: bool = True,
+        affinity_grace_s: float | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -142,11 +157,19 @@ class CeleryExecutor:
         self.poll_s = poll_s
         self.pickup_timeout_s = pickup_timeout_s
         self.max_attempts = settings.celery_max_attempts if max_attempts is None else max_attempts
-        self.broker_down_s = broker_down_s
+        self.broker_down_s = (
+            settings.celery_broker_wait_s if broker_down_s is None else broker_down_s
+        )
         self.timeout_s = timeout_s
         self.affinity = affinity
+        self.affinity_grace_s = (
+            max(2.0, 4 * poll_s) if affinity_grace_s is None else affinity_grace_s
+        )
         self.affine: dict[str, str] = {}  # shard_key -> nodename of the last worker done with it
+        self.suspects: set[str] = set()  # workers found dead: no affine units, queue purged
         self.dispatched = 0  # messages sent by this executor (tests and benchmarks read it)
+        self.rerouted = 0  # units taken out of a worker's own queue (tests read it)
+        self.broker = BrokerWatch(self.app, self.broker_down_s, say or log.warning)
 
     @property
     def _engine(self) -> Engine:
@@ -164,53 +187,81 @@ class CeleryExecutor:
         Raises:
             UnitFailedError: a unit used up its attempts on infrastructure failures (one line naming
                 the unit and the reason); units finished before it were yielded.
-            LpzqError: the broker stayed unreachable, or ``timeout_s`` passed.
+            LpzqError: the broker stayed unreachable past ``broker_down_s``, or ``timeout_s``
+                passed.
         """
         if not units:
             return
-        self.check_broker()
+        self.broker.wait()
         tracks = self._upsert(units)
         started = time.monotonic()
-        broker_ok_at = started
         pending = set(tracks)
         last_seen: dict[int, tuple[str, int]] = {}
         progress_at = started
-        while pending:
-            snapshot = self._snapshot(sorted(pending))
-            now = time.monotonic()
-            seen = {i: (s["status"], s["attempts"]) for i, s in snapshot.items()}
-            live = any(s["status"] == "running" and not s["expired"] for s in snapshot.values())
-            if live or seen != last_seen:
-                progress_at = now
-            last_seen = seen
-            finished = [i for i, s in snapshot.items() if s["status"] in ("done", "failed")]
-            failed = []
-            for unit_id, rows in self._results(finished, tracks):
-                pending.discard(unit_id)
-                if rows is None:
-                    failed.append(unit_id)
-                    continue
-                for unit in tracks[unit_id].units:
-                    yield unit, rows
-            if failed:
-                raise self._failure(failed, tracks)
-            if not pending:
-                break
-            stalled = now - progress_at > self.pickup_timeout_s
-            give_up, send = self._plan(snapshot, pending, tracks, now, stalled=stalled)
-            self._give_up(give_up)
-            attempts = {i: snapshot[i]["attempts"] for i in send}
-            if self._dispatch(send, tracks, attempts):
-                broker_ok_at = now
-            elif now - broker_ok_at > self.broker_down_s:
-                url = mask_url(self.settings.broker_url or "")
-                raise LpzqError(f"cannot reach broker {url} for {self.broker_down_s:.0f} s")
-            if self.timeout_s is not None and now - started > self.timeout_s:
-                raise LpzqError(
-                    f"{len(pending)} of {len(tracks)} units not done after {self.timeout_s:.0f} s"
-                )
-            if not finished:
-                time.sleep(self.poll_s)
+        try:
+            while pending:
+                snapshot = self._snapshot(sorted(pending))
+                now = time.monotonic()
+                seen = {i: (s["status"], s["attempts"]) for i, s in snapshot.items()}
+                live = any(s["status"] == "running" and not s["expired"] for s in snapshot.values())
+                if live or seen != last_seen:
+                    progress_at = now
+                last_seen = seen
+                finished = [i for i, s in snapshot.items() if s["status"] in ("done", "failed")]
+                failed = []
+                for unit_id, rows in self._results(finished, tracks):
+                    pending.discard(unit_id)
+                    if rows is None:
+                        failed.append(unit_id)
+                        continue
+                    for unit in tracks[unit_id].units:
+                        yield unit, rows
+                if failed:
+                    raise self._failure(failed, tracks)
+                if not pending:
+                    break
+                self._round(snapshot, pending, tracks, now, stalled=now - progress_at)
+                if self.timeout_s is not None and now - started > self.timeout_s:
+                    raise LpzqError(
+                        f"{len(pending)} of {len(tracks)} units not done after "
+                        f"{self.timeout_s:.0f} s"
+                    )
+                if not finished:
+                    time.sleep(self.poll_s)
+        finally:
+            self._purge_suspects()
+
+    def _round(
+        self,
+        snapshot: dict[int, dict[str, Any]],
+        pending: set[int],
+        tracks: dict[int, _Track],
+        now: float,
+        *,
+        stalled: float,
+    ) -> None:
+        """One poll's decisions: give up, (re-)send, and re-send everything after an outage."""
+        lost = self.broker.check()
+        if self.broker.down:
+            return  # nothing can be sent; the waiting line was said
+        give_up, send = self._plan(
+            snapshot, pending, tracks, now, stalled=stalled > self.pickup_timeout_s
+        )
+        self._give_up(give_up)
+        if lost:
+            # Back from an outage or a restart: whatever it held may be gone. Every unit nobody
+            # holds a live lease on is sent again (a duplicate is harmless).
+            again = [
+                i
+                for i in sorted(pending)
+                if i not in give_up
+                and (snapshot[i]["status"] == "pending" or snapshot[i]["expired"])
+            ]
+            if again:
+                self.broker.say(f"re-sending {len(again)} units the broker may have lost")
+            send = sorted(set(send) | set(again))
+        attempts = {i: snapshot[i]["attempts"] for i in send}
+        self._dispatch(send, tracks, attempts)
 
     def _plan(
         self,
@@ -228,10 +279,16 @@ class CeleryExecutor:
         likely just waiting in the queue, and re-sending it would only add duplicates.
         """
         give_up, send = [], []
+        busy = {
+            row["worker"]
+            for row in snapshot.values()
+            if row["status"] == "running" and not row["expired"]
+        }
         for unit_id in sorted(pending):
             row, track = snapshot[unit_id], tracks[unit_id]
             since = None if track.sent_at is None else now - track.sent_at
             if row["status"] == "running" and row["expired"]:
+                self._suspect(row["worker"])
                 if row["attempts"] >= row["max_attempts"]:
                     give_up.append(unit_id)
                 elif since is None or row["attempts"] > track.sent_after or since > self.lease_s:
@@ -242,7 +299,30 @@ class CeleryExecutor:
                 wait = self.pickup_timeout_s * 2 ** min(track.resends, 4)
                 if since is None or (stalled and since > wait):
                     send.append(unit_id)
+                elif (
+                    track.node is not None
+                    and track.node not in busy
+                    and since > self.affinity_grace_s
+                ):
+                    # In a worker's own queue, and that worker is not working for us: it may
+                    # be dead. The shared queue lets any live worker take the unit.
+                    self._suspect(track.node)
+                    self.rerouted += 1
+                    send.append(unit_id)
         return give_up, send
+
+    def _suspect(self, node: str | None) -> None:
+        """No more affine units for ``node`` (until it completes one); its queue is purged."""
+        if node and node not in self.suspects:
+            self.suspects.add(node)
+            self.affine = {k: v for k, v in self.affine.items() if v != node}
+
+    def _purge_suspects(self) -> None:
+        """Empty the own queues of the workers found dead during this run."""
+        if self.suspects and not self.broker.down:
+            purged = self.broker.purge(sorted(self.suspects))
+            if purged:
+                log.info("purged %d messages from the queues of %s", purged, self.suspects)
 
     # -- database ------------------------------------------------------------------------------
 
@@ -255,8 +335,6 @@ class CeleryExecutor:
             by_key.setdefault(key, []).append(unit)
             payloads.setdefault(key, unit.to_payload())
         label = f"proxy:{uuid.uuid4().hex[:16]}"
-        dialect = self._engine.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         t = WorkUnitRow
         tracks: dict[int, _Track] = {}
         with transaction(self.sessions) as s:
@@ -273,9 +351,7 @@ class CeleryExecutor:
                     }
                     for k in keys
                 ]
-                s.execute(
-                    insert(t).values(values).on_conflict_do_nothing(index_elements=["unit_key"])
-                )
+                insert_ignore(s, t, values, index_elements=["unit_key"])
                 # A new request gives units that failed (or used up their attempts under a
                 # coordinator that died) a fresh set of attempts; attempts keep counting, as
                 # (worker, attempts) fences a stale lease holder.
@@ -304,14 +380,15 @@ class CeleryExecutor:
             now = db_now(conn)
             for chunk in _chunks(ids):
                 query = select(
-                    t.id, t.status, t.attempts, t.max_attempts, t.lease_expires_at < now
+                    t.id, t.status, t.attempts, t.max_attempts, t.lease_expires_at < now, t.worker
                 ).where(t.id.in_(chunk))
-                for unit_id, status, attempts, max_attempts, expired in conn.execute(query):
+                for unit_id, status, attempts, max_attempts, expired, worker in conn.execute(query):
                     out[unit_id] = {
                         "status": status,
                         "attempts": attempts,
                         "max_attempts": max_attempts,
                         "expired": bool(expired),
+                        "worker": worker,
                     }
         return out
 
@@ -333,6 +410,7 @@ class CeleryExecutor:
             if status == "done" and result is not None:
                 if worker:
                     self.affine[shard_key(unit)] = worker
+                    self.suspects.discard(worker)
                 yield unit_id, [ScoreRow(**r) for r in result["rows"]]
             else:
                 yield unit_id, None
@@ -391,10 +469,12 @@ class CeleryExecutor:
             track = tracks[unit_id]
             queue: Any = QUEUE_PROXY
             node = self.affine.get(shard_key(track.units[0])) if self.affinity else None
-            if node and track.sent_at is None:
+            if node and track.sent_at is None and node not in self.suspects:
                 from celery.utils.nodenames import worker_direct
 
                 queue = worker_direct(node)
+            else:
+                node = None
             try:
                 self.app.send_task(
                     TASK_SCORE_UNIT,
@@ -421,5 +501,6 @@ class CeleryExecutor:
                 track.resends += 1
             track.sent_at = time.monotonic()
             track.sent_after = attempts.get(unit_id, 0)
+            track.node = node
             self.dispatched += 1
         return True

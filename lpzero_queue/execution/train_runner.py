@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from lpzero_queue.execution.tasks import db_now
 from lpzero_queue.execution.train_tasks import (
@@ -29,7 +28,7 @@ from lpzero_queue.execution.train_tasks import (
     _engines,
     execute_job,
 )
-from lpzero_queue.storage import TrainingJob
+from lpzero_queue.storage import TrainingJob, insert_ignore
 
 if TYPE_CHECKING:
     from lpzero_queue.config import Settings
@@ -75,7 +74,6 @@ class TrainRunner:
             retry_failed: Reopen ``failed``/``timeout`` rows (their checkpoint is reused).
         """
         t = TrainingJob
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         keys = [r.key for r in requests]
         rows = [
             {"job_key": key, "spec": r.spec, "hyperparameters": r.hyperparameters,
@@ -86,9 +84,7 @@ class TrainRunner:
         with self.engine.begin() as conn:
             for i in range(0, len(rows), 500):
                 chunk = rows[i : i + 500]
-                conn.execute(
-                    insert(t).values(chunk).on_conflict_do_nothing(index_elements=["job_key"])
-                )
+                insert_ignore(conn, t, chunk, index_elements=["job_key"])
                 chunk_keys = [r["job_key"] for r in chunk]
                 if retry_failed:
                     conn.execute(

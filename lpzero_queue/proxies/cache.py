@@ -39,6 +39,30 @@ MIN_FREE_DISK: Final = 2 * 2**30  # never fill the disk with spill files
 DEFAULT_SPILL_FACTOR: Final = 4  # default spill budget: this many times the RAM budget
 
 _log = logging.getLogger(__name__)
+_warned: set[str] = set()  # kinds of spill failure already reported by this process
+
+
+class DiskLowError(OSError):
+    """Writing a spill would leave less than ``MIN_FREE_DISK`` free."""
+
+    def __init__(self, directory: Path, free: int) -> None:
+        super().__init__(
+            f"{free / 2**30:.1f} GiB free on {directory}, below the "
+            f"{MIN_FREE_DISK / 2**30:.0f} GiB the input cache leaves free"
+        )
+
+
+def _warn_once(exc: Exception) -> None:
+    """Say why spills are not written once per process and kind, not once per spill."""
+    kind = type(exc).__name__ + str(getattr(exc, "errno", ""))
+    if kind in _warned:
+        return
+    _warned.add(kind)
+    _log.warning(
+        "input cache: evicted inputs are not spilled to disk (%s); they are dropped and "
+        "recomputed when needed (said once)",
+        exc,
+    )
 
 
 @dataclass(frozen=True)
@@ -205,7 +229,7 @@ class InputCache:
             self._write(entry)
         except Exception as exc:  # disk full, I/O error: the entry is dropped, not the work
             self._counts["failed_spills"] += 1
-            _log.warning("input cache: spill of %s not written: %s", digest[:12], exc)
+            _warn_once(exc)
             return
         self._on_disk.add(digest)
         self._trim_spill_dir()
@@ -232,8 +256,9 @@ class InputCache:
     def _write(self, entry: ProxyInputs) -> None:
         path = self._path(entry.key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if shutil.disk_usage(path.parent).free - entry.nbytes < MIN_FREE_DISK:
-            raise OSError(f"less than {MIN_FREE_DISK // 2**30} GiB would be left on the disk")
+        free = shutil.disk_usage(path.parent).free
+        if free - entry.nbytes < MIN_FREE_DISK:
+            raise DiskLowError(path.parent, free)
         payload = {
             "format": SPILL_FORMAT,
             "key": dataclasses.asdict(entry.key),

@@ -11,14 +11,25 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lpzero_queue.errors import LpzqError, clip
 from lpzero_queue.execution.base import Executor
 from lpzero_queue.proxies.scoring import ArchRef, ScoreRow, ScoringSetup, WorkUnit, shard
 from lpzero_queue.proxies.spec import ProxySpec
-from lpzero_queue.storage import Benchmark, Evaluation, InputBatch, Proxy, transaction
+from lpzero_queue.storage import (
+    Benchmark,
+    Evaluation,
+    InputBatch,
+    Proxy,
+    insert_ignore,
+    transaction,
+)
+
+_CHUNK = 500  # rows per INSERT statement
 
 # Statuses that end an evaluation: its result stands and is reused.
 TERMINAL = ("ok", "nonfinite", "error", "constant", "timeout")
@@ -27,35 +38,44 @@ TERMINAL = ("ok", "nonfinite", "error", "constant", "timeout")
 ScoreTable = dict[int, dict[int, dict[int, tuple[float | None, str]]]]
 
 
+def _proxy_values(spec: ProxySpec, origin: str) -> dict[str, Any]:
+    return {
+        "expression": spec.text,
+        "expression_hash": hashlib.sha256(spec.text.encode()).hexdigest(),
+        "name": spec.name,
+        "kind": spec.kind,
+        "origin": "builtin" if spec.kind == "builtin" or spec.name else origin,
+        "direction": spec.direction,
+    }
+
+
 def ensure_proxy(session: Session, spec: ProxySpec, origin: str = "user") -> int:
-    """The id of the proxy row for ``spec``, inserting it when new."""
-    found = session.scalar(select(Proxy.id).where(Proxy.expression == spec.text))
-    if found is not None:
-        return found
-    row = Proxy(
-        expression=spec.text,
-        expression_hash=hashlib.sha256(spec.text.encode()).hexdigest(),
-        name=spec.name,
-        kind=spec.kind,
-        origin="builtin" if spec.kind == "builtin" or spec.name else origin,
-        direction=spec.direction,
-    )
-    session.add(row)
-    session.flush()
-    return row.id
+    """The id of the proxy row for ``spec``, inserting it when new (race-free)."""
+    return ensure_proxies(session, [spec], origin)[spec.text]
 
 
 def ensure_proxies(
     session: Session, specs: Sequence[ProxySpec], origin: str = "user"
 ) -> dict[str, int]:
-    """Ids of many proxies (one query for the existing ones), inserting the new ones."""
-    texts = [s.text for s in specs]
-    found = dict(
-        session.execute(select(Proxy.expression, Proxy.id).where(Proxy.expression.in_(texts))).all()
-    )
-    for spec in specs:
-        if spec.text not in found:
-            found[spec.text] = ensure_proxy(session, spec, origin)
+    """Ids of many proxies, inserting the new ones.
+
+    Insert-or-ignore, then read back: a coordinator that inserts the same proxy at the same
+    moment makes one row, and both get its id.
+    """
+    texts = list(dict.fromkeys(s.text for s in specs))
+
+    def stored() -> dict[str, int]:
+        query = select(Proxy.expression, Proxy.id).where(Proxy.expression.in_(texts))
+        return dict(session.execute(query).tuples().all())
+
+    found = stored()
+    new = {s.text: s for s in specs if s.text not in found}
+    if new:
+        insert_ignore(session, Proxy, [_proxy_values(s, origin) for s in new.values()])
+        found = stored()
+    missing = [t for t in texts if t not in found]
+    if missing:  # only a clash on another unique column (a name taken by another expression)
+        raise LpzqError(f"proxy {clip(missing[0])} clashes with a stored proxy of the same name")
     return found
 
 
@@ -70,28 +90,21 @@ def ensure_batch(session: Session, bench: Benchmark, setup: ScoringSetup, seed: 
     from lpzero_queue.proxies.scoring import input_batch
 
     tokenizer = TOKENIZERS[bench.space]
-    row = session.scalar(
-        select(InputBatch).where(
-            InputBatch.benchmark_id == bench.id,
-            InputBatch.seed == seed,
-            InputBatch.batch_size == setup.batch_size,
-            InputBatch.seq_len == setup.seq_len,
-            InputBatch.tokenizer == tokenizer,
-        )
-    )
+    key = {
+        "benchmark_id": bench.id,
+        "seed": seed,
+        "batch_size": setup.batch_size,
+        "seq_len": setup.seq_len,
+        "tokenizer": tokenizer,
+    }
+    query = select(InputBatch).filter_by(**key)
+    row = session.scalar(query)
     digest = input_batch(bench.space, seed, setup.batch_size, setup.seq_len).content_hash
     if row is None:
-        row = InputBatch(
-            benchmark_id=bench.id,
-            seed=seed,
-            batch_size=setup.batch_size,
-            seq_len=setup.seq_len,
-            tokenizer=tokenizer,
-            content_hash=digest,
-        )
-        session.add(row)
-        session.flush()
-    elif row.content_hash != digest:
+        # Insert-or-ignore: two coordinators starting the same search at once make one row.
+        insert_ignore(session, InputBatch, [{**key, "content_hash": digest}])
+        row = session.scalars(query).one()
+    if row.content_hash != digest:
         raise RuntimeError(
             f"input batch {row.id} changed content ({row.content_hash[:12]} -> {digest[:12]}); "
             "the tokenizer or text differs from when it was stored"
@@ -167,42 +180,34 @@ def store_rows(
     batch_id: int,
     worker: str,
 ) -> None:
-    """Write one unit's rows in one transaction; rows already present are left as they are."""
-    keys = [(proxy_ids[r.proxy], r.arch_id) for r in rows]
-    if not keys:
+    """Write one unit's rows in one transaction; rows already present are left as they are.
+
+    Insert-or-ignore on ``uq_evaluations_unit``: two coordinators (two resumes of one run, or two
+    runs sharing evaluations) storing the same rows at once both succeed, and the first stands.
+    """
+    values = [
+        {
+            "proxy_id": proxy_ids[r.proxy],
+            "architecture_id": r.arch_id,
+            "batch_id": batch_id,
+            "seed": unit.seed,
+            "builder": unit.setup.builder,
+            "objective": unit.setup.objective,
+            "linear_scope": unit.setup.linear_scope,
+            "score": r.score if r.status == "ok" else None,
+            "status": r.status,
+            "error": (r.error or "")[:2000] or None,
+            "seconds": r.seconds,
+            "worker": worker,
+            "attempts": 1,
+        }
+        for r in rows
+    ]
+    if not values:
         return
     with transaction(sessions) as s:
-        present = set(
-            s.execute(
-                select(Evaluation.proxy_id, Evaluation.architecture_id).where(
-                    tuple_(Evaluation.proxy_id, Evaluation.architecture_id).in_(keys),
-                    Evaluation.batch_id == batch_id,
-                    Evaluation.seed == unit.seed,
-                    Evaluation.builder == unit.setup.builder,
-                    Evaluation.objective == unit.setup.objective,
-                    Evaluation.linear_scope == unit.setup.linear_scope,
-                )
-            ).all()
-        )
-        s.add_all(
-            Evaluation(
-                proxy_id=key[0],
-                architecture_id=r.arch_id,
-                batch_id=batch_id,
-                seed=unit.seed,
-                builder=unit.setup.builder,
-                objective=unit.setup.objective,
-                linear_scope=unit.setup.linear_scope,
-                score=r.score if r.status == "ok" else None,
-                status=r.status,
-                error=(r.error or "")[:2000] or None,
-                seconds=r.seconds,
-                worker=worker,
-                attempts=1,
-            )
-            for r, key in zip(rows, keys, strict=True)
-            if key not in present
-        )
+        for i in range(0, len(values), _CHUNK):
+            insert_ignore(s, Evaluation, values[i : i + _CHUNK])
 
 
 def score_missing(

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from lpzero_queue.errors import clip
 from lpzero_queue.proxies.operators import BINARY_OPS, INPUT_NAMES, REDUCTIONS, UNARY_OPS
 
 RawBranch = tuple[str, tuple[str, ...]]  # (input name, unary ops in application order)
@@ -152,24 +153,24 @@ class _Parser:
             problem = "empty expression" if inside is None else "expected a binary operator"
             raise ExpressionSyntaxError(token.position, problem, expected)
         if token.kind != "name":
-            raise ExpressionSyntaxError(token.position, f"unexpected {token.text!r}", expected)
+            raise ExpressionSyntaxError(token.position, f"unexpected {clip(token.text)}", expected)
         if token.text not in BINARY_OPS:
             called = self.peek(1).kind == "("
             if token.text in WRAPPER_REDUCTIONS:
-                what = f"reduction {token.text!r} can only be the outermost call"
+                what = f"reduction {clip(token.text)} can only be the outermost call"
             elif token.text == DEFAULT_REDUCTION and called and inside is None:
                 what = (
-                    f"unary operator {token.text!r} cannot be the outermost call (the default "
+                    f"unary operator {clip(token.text)} cannot be the outermost call (the default "
                     f"reduction {DEFAULT_REDUCTION!r} is written without a wrapper)"
                 )
             elif token.text in UNARY_OPS and (called or token.text not in INPUT_NAMES):
-                what = f"unary operator {token.text!r} cannot be {where}"
+                what = f"unary operator {clip(token.text)} cannot be {where}"
             elif token.text in INPUT_NAMES:
-                what = f"input {token.text!r} cannot be {where}"
+                what = f"input {clip(token.text)} cannot be {where}"
             elif inside is None:
-                what = f"unknown binary operator or reduction {token.text!r}"
+                what = f"unknown binary operator or reduction {clip(token.text)}"
             else:
-                what = f"unknown binary operator {token.text!r}"
+                what = f"unknown binary operator {clip(token.text)}"
             raise ExpressionSyntaxError(token.position, what, expected)
         self.take()
         self.expect("(")
@@ -177,7 +178,7 @@ class _Parser:
         if self.peek().kind == ")":
             raise ExpressionSyntaxError(
                 self.peek().position,
-                f"binary operator {token.text!r} takes two arguments",
+                f"binary operator {clip(token.text)} takes two arguments",
                 ("','",),
             )
         self.expect(",")
@@ -185,7 +186,7 @@ class _Parser:
         if self.peek().kind == ",":
             raise ExpressionSyntaxError(
                 self.peek().position,
-                f"binary operator {token.text!r} takes exactly two arguments",
+                f"binary operator {clip(token.text)} takes exactly two arguments",
                 ("')'",),
             )
         self.expect(")")
@@ -208,14 +209,14 @@ class _Parser:
             if name in BINARY_OPS:
                 raise ExpressionSyntaxError(
                     token.position,
-                    f"binary operator {name!r} is only allowed as the outermost call "
+                    f"binary operator {clip(name)} is only allowed as the outermost call "
                     "(or as the argument of a reduction)",
                     (*sorted(UNARY_OPS), *INPUT_NAMES),
                 )
             if name in WRAPPER_REDUCTIONS:
                 raise ExpressionSyntaxError(
                     token.position,
-                    f"reduction {name!r} is only allowed as the outermost call",
+                    f"reduction {clip(name)} is only allowed as the outermost call",
                     (*sorted(UNARY_OPS), *INPUT_NAMES),
                 )
             # `softmax` is an input and an operator: a call is the operator, a bare name the input.
@@ -223,10 +224,10 @@ class _Parser:
                 if name not in UNARY_OPS:
                     if name in INPUT_NAMES:
                         raise ExpressionSyntaxError(
-                            token.position, f"input {name!r} cannot be called", ("','", "')'")
+                            token.position, f"input {clip(name)} cannot be called", ("','", "')'")
                         )
                     raise ExpressionSyntaxError(
-                        token.position, f"unknown operator {name!r}", tuple(sorted(UNARY_OPS))
+                        token.position, f"unknown operator {clip(name)}", tuple(sorted(UNARY_OPS))
                     )
                 self.take()
                 self.take()  # the "("
@@ -234,10 +235,14 @@ class _Parser:
                 continue
             if name in UNARY_OPS and name not in INPUT_NAMES:
                 raise ExpressionSyntaxError(
-                    self.peek(1).position, f"unary operator {name!r} needs an argument", ("'('",)
+                    self.peek(1).position,
+                    f"unary operator {clip(name)} needs an argument",
+                    ("'('",),
                 )
             if name not in INPUT_NAMES:
-                raise ExpressionSyntaxError(token.position, f"unknown input {name!r}", INPUT_NAMES)
+                raise ExpressionSyntaxError(
+                    token.position, f"unknown input {clip(name)}", INPUT_NAMES
+                )
             self.take()
             break
         input_name = name
@@ -245,7 +250,7 @@ class _Parser:
             if self.peek().kind == ",":
                 raise ExpressionSyntaxError(
                     self.peek().position,
-                    f"unary operator {name!r} takes exactly one argument",
+                    f"unary operator {clip(name)} takes exactly one argument",
                     ("')'",),
                 )
             self.expect(")")

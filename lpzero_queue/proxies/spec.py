@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from lpzero_queue.errors import LpzqError
+from lpzero_queue.errors import LpzqError, clip
 from lpzero_queue.proxies.expression import LPZERO_FLEXIBERT, LPZERO_GPT2, parse_expression
 from lpzero_queue.proxies.parser import ExpressionSyntaxError
 
@@ -78,7 +78,7 @@ def resolve_proxy(text_or_name: str, direction: Direction | None = None) -> Prox
         if text in names:
             return baseline_spec(text)
         valid = ", ".join([*NAMED_EXPRESSIONS, *names])
-        raise LpzqError(f"unknown proxy '{text}'; give an expression or one of: {valid}")
+        raise LpzqError(f"unknown proxy {clip(text)}; give an expression or one of: {valid}")
     try:
         expr = parse_expression(text)
     except ExpressionSyntaxError as exc:

@@ -217,6 +217,7 @@ def execute_run(
     *,
     progress: Progress | None = None,
     stop_after_generation: int | None = None,
+    held_out: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run (or resume) a search to its end, writing every individual as it is scored.
 
@@ -224,6 +225,9 @@ def execute_run(
         progress: called as ``progress(done, total, generation=..., best=..., pruned=...)``.
         stop_after_generation: stop (status stays running) once this generation is stored;
             used by tests to simulate a coordinator killed between generations.
+        held_out: called with the best expression once it is stored, to score it on the
+            held-out split; the run is marked ``completed`` only after it returns (a
+            coordinator killed meanwhile leaves the run ``running``, and a resume scores it).
     """
     ctx = load_context(sessions, run_id)
     status = _run_status(sessions, run_id)
@@ -261,10 +265,21 @@ def execute_run(
                 population, evaluator.evaluate(planned, stored, population), cfg
             )
             _report(progress, generation + 1, total, population, evaluator)
+        best, selection = _select_best(evaluator, ctx, population)
+        best_text = _store_best(sessions, run_id, best, selection)
+        if held_out is not None:
+            held_out(best_text)
     except BaseException as exc:
         _set_status(sessions, run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
-    best, selection = _select_best(evaluator, ctx, population)
+    _set_status(sessions, run_id, status="completed", finished_at=_now(), heartbeat_at=_now())
+    return RunResult(run_id, "completed", best_text, best.fitness, cfg.generations, population)
+
+
+def _store_best(
+    sessions: sessionmaker[Session], run_id: int, best: Member, selection: dict[str, Any]
+) -> str:
+    """Record the run's result and how it was chosen (the run stays ``running``); its text."""
     best_text = _canonical_text(best)
     with transaction(sessions) as s:
         ids = ensure_proxies(s, [ProxySpec("expression", best_text, "higher")], origin="searched")
@@ -272,15 +287,13 @@ def execute_run(
             update(SearchRun)
             .where(SearchRun.id == run_id)
             .values(
-                status="completed",
-                finished_at=_now(),
                 heartbeat_at=_now(),
                 best_proxy_id=ids[best_text],
                 best_fitness=best.fitness,
                 selection=selection,
             )
         )
-    return RunResult(run_id, "completed", best_text, best.fitness, cfg.generations, population)
+    return best_text
 
 
 def _select_best(

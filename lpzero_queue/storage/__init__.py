@@ -23,6 +23,7 @@ from lpzero_queue.storage._models import (
     TrainingJob,
     WorkUnitRow,
 )
+from lpzero_queue.storage._upsert import insert_ignore
 
 __all__ = [
     "Architecture",
@@ -42,6 +43,7 @@ __all__ = [
     "current_revision",
     "downgrade",
     "head_revision",
+    "insert_ignore",
     "make_engine",
     "migrations_dir",
     "transaction",

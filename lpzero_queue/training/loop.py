@@ -101,6 +101,30 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def load_checkpoint(path: Path, device: str) -> dict[str, Any]:
+    """Read a training checkpoint as tensors and plain values only (``weights_only``).
+
+    Checkpoints live in a data directory that may be shared between machines; unpickling
+    arbitrary objects from one would run whatever a crafted file holds.
+
+    Raises:
+        LpzqError: the file holds anything else (one line naming it; nothing of it is run).
+    """
+    import pickle
+
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise LpzqError(
+            f"checkpoint {path} refused: not a tensors-only training checkpoint ({reason}); "
+            "delete it to train from the start"
+        ) from None
+    if not isinstance(state, dict) or not {"model", "optim", "step", "recent"} <= set(state):
+        raise LpzqError(f"checkpoint {path} refused: not a training checkpoint of lpzq")
+    return state
+
+
 @torch.no_grad()
 def evaluate(target: Target, hp: Hyperparameters, device: str) -> tuple[float, int]:
     """Token-weighted mean validation loss over the fixed validation batches, and token count."""
@@ -162,7 +186,7 @@ def train(
     )
     step, resumed_from, recent = 0, None, []
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint, device)
         model.load_state_dict(state["model"])
         optim.load_state_dict(state["optim"])
         step, recent, resumed_from = state["step"], list(state["recent"]), state["step"]

@@ -21,6 +21,8 @@ from lpzero_queue.benchmarks import (
 )
 from lpzero_queue.errors import LpzqError, NotFoundError
 from lpzero_queue.storage import Architecture, Benchmark, GroundTruth, transaction
+from tests.execution._celery_support import migrated_postgres
+from tests.races import in_session, race
 
 
 @pytest.fixture
@@ -140,3 +142,17 @@ def test_ensure_benchmark_loads_a_missing_shipped_one_and_says_so(
     assert bench.name == "gpt2-wt103" and len(said) == 1 and "200 architectures" in said[0]
     ensure_benchmark(sessions, "gpt2-wt103", said.append)
     assert len(said) == 1
+
+
+@pytest.mark.integration
+def test_two_coordinators_loading_one_benchmark_at_once_both_succeed(pg_available: bool) -> None:
+    """Two ``lpzq search start`` on a fresh PostgreSQL load the same shipped benchmark at once."""
+    records = load_shipped("flexibert").records[:3]
+    with migrated_postgres() as (_, engine):
+        first, second = race(
+            engine,
+            lambda s: store_benchmark(s, _spec("mine", records)),
+            in_session(engine, lambda s: store_benchmark(s, _spec("mine", records))),
+        )
+        assert (first.created, second.created) == (True, False)
+        assert _counts(sessionmaker(engine))[:2] == (1, 3)

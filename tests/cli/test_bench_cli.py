@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
+from typing import Any
 
-from tests.conftest import REPO_ROOT, run_lpzq
+import pytest
+
+from tests.conftest import (
+    REPO_ROOT,
+    drop_postgres_database,
+    new_postgres_database,
+    run_lpzq,
+)
 
 FLEXI = REPO_ROOT / "lpzero_queue/benchmarks/data/flexibert/benchmark.json"
 
@@ -108,3 +118,79 @@ def test_import_requires_a_direction(cli_env: dict[str, str], tmp_path: Path) ->
         env=cli_env,
     )
     assert out.returncode == 1 and "--higher-is-better or --lower-is-better" in out.stderr
+
+
+def _hostile(tmp_path: Path) -> dict[str, tuple[Path, list[str], str]]:
+    """name -> (file, extra arguments, what the one error line must say)."""
+    record = json.loads(FLEXI.read_text())[0]
+    cases: dict[str, tuple[Any, list[str], str]] = {
+        "nested": ("[" * 200_000 + "]" * 200_000, [], "nested deeper than 32 levels"),
+        "hidden": ([{**record, "hidden_size": 1_000_000_000}], [], "hidden_size: 1,000,000,000"),
+        "id": ([{**record, "id": "x" * 129}], [], "id: 129 characters, above the bound 128"),
+        "name": ([record], ["--name", "n" * 65], "--name 'nnnn"),
+        "layers": (
+            [{**record, "encoder_layers": record["encoder_layers"][:1] * 20_000}],
+            [],
+            "encoder_layers: 20,000 entries, above the bound 64",
+        ),
+        "params": (
+            [
+                {
+                    **record,
+                    "hidden_size": 4096,
+                    "encoder_layers": [
+                        {
+                            **record["encoder_layers"][0],
+                            "feed_forward_dimension": 16384,
+                            "num_feed_forward": 16,
+                        }
+                    ]
+                    * 64,
+                }
+            ],
+            [],
+            "parameters (faithful builder) is above the bound 1,000,000,000",
+        ),
+    }
+    out = {}
+    for name, (content, extra, expected) in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+        out[name] = (path, extra, expected)
+    return out
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+)
+def test_hostile_imports_are_one_line_errors_on_both_backends(
+    backend: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+) -> None:
+    """Bounds are checked before storage: same message, nothing stored, on SQLite and PostgreSQL."""
+    from lpzero_queue.cli import main
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    if backend == "postgresql":
+        request.getfixturevalue("pg_available")
+        url = new_postgres_database()
+        request.addfinalizer(lambda: drop_postgres_database(url))
+    for key in [k for k in os.environ if k.startswith("LPZQ_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("LPZQ_DATABASE_URL", url)
+    for name, (path, extra, expected) in _hostile(tmp_path).items():
+        args = ["bench", "import", str(path), "--space", "flexibert", "--metric", "glue"]
+        args += [*(extra or ["--name", "mine"]), "--higher-is-better"]
+        started = time.monotonic()
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 1, (name, err)
+        assert err.startswith("lpzq: error: ") and len(err.strip().splitlines()) == 1, (name, err)
+        assert expected in err, (name, err)
+        assert time.monotonic() - started < 20, name  # bounded before any expensive work
+    main(["bench", "list"])
+    assert "mine" not in capsys.readouterr().out

@@ -54,6 +54,9 @@ def test_eval_named_proxy_prints_provenance_and_baselines(
         ("sum(sqaure(act), abs(head))", ["--higher-is-better"], "position 4: unknown operator"),
         ("sum(abs(act), abs(head))", [], "--higher-is-better or --lower-is-better"),
         ("synflo", [], "unknown proxy 'synflo'; give an expression or one of:"),
+        # A 100 KB paste is echoed as its first 80 characters and its length, not whole.
+        ("x" * 100_000, [], "unknown proxy '" + "x" * 80 + "'... (100,000 characters);"),
+        ("sum(" + "y" * 100_000 + ")", ["--higher-is-better"], "... (100,000 characters)"),
     ],
 )
 def test_bad_proxies_are_one_line_errors(
@@ -62,7 +65,7 @@ def test_bad_proxies_are_one_line_errors(
     out = run_lpzq("proxy", "eval", proxy, *extra, "--bench", "gpt2-wt103", env=cli_env)
     assert out.returncode == 1
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    assert expected in out.stderr
+    assert expected in out.stderr and len(out.stderr) < 1200
 
 
 def test_bad_builder_is_a_one_line_error(cli_env: dict[str, str]) -> None:

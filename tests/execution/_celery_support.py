@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from typing import Any
 import redis
 from sqlalchemy import Engine
 
+from lpzero_queue.execution.celery_executor import CeleryExecutor
 from lpzero_queue.proxies.scoring import ArchRef, ScoreRow, ScoringSetup, WorkUnit
 from lpzero_queue.storage import make_engine, upgrade
 from tests.conftest import REDIS_URL, REPO_ROOT, drop_postgres_database, new_postgres_database
@@ -198,3 +200,69 @@ def start_redis(port: int = 6379, timeout: float = 20) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("redis did not come back")
         time.sleep(0.1)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free port (no persistence) that a test may kill and restart.
+
+    The shared Redis of the machine is never touched: other test runs use it.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self, timeout: float = 20) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not redis_running(self.port):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: queued and unacknowledged messages are lost with the data."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+class Background(threading.Thread):
+    """Drains ``executor.run(units)`` in a thread so the test can break things meanwhile."""
+
+    def __init__(self, executor: CeleryExecutor, units: list[WorkUnit]) -> None:
+        super().__init__(daemon=True)
+        self.executor, self.units = executor, units
+        self.results: list[tuple[WorkUnit, list[ScoreRow]]] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.results.extend(self.executor.run(self.units))
+        except BaseException as exc:
+            self.error = exc

@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,13 +32,12 @@ from lpzero_queue.storage import WorkUnitRow
 from tests.conftest import REPO_ROOT, run_lpzq
 from tests.execution._celery_support import (
     BROKER_URL,
+    Background,
     comparable,
     delete_prefixed_keys,
     migrated_postgres,
     new_key_prefix,
-    redis_running,
     running_workers,
-    start_redis,
     tiny_units,
     worker_env,
 )
@@ -97,22 +95,6 @@ def _done_lines(log: str) -> dict[int, int]:
     for match in re.finditer(r"unit (\d+) attempt \d+: done", log):
         counts[int(match.group(1))] = counts.get(int(match.group(1)), 0) + 1
     return counts
-
-
-class _Background(threading.Thread):
-    """Drains ``executor.run(units)`` in a thread so the test can break things meanwhile."""
-
-    def __init__(self, executor: CeleryExecutor, units: list[WorkUnit]) -> None:
-        super().__init__(daemon=True)
-        self.executor, self.units = executor, units
-        self.results: list[tuple[WorkUnit, list[ScoreRow]]] = []
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.results.extend(self.executor.run(self.units))
-        except BaseException as exc:
-            self.error = exc
 
 
 def test_celery_equals_in_process_and_reruns_from_the_database(
@@ -214,7 +196,7 @@ def test_kill_9_mid_task_redoes_each_unit_exactly_once(
     env = worker_env(url, **{TEST_SLEEP_ENV: "2"})
     kills: list[tuple[int, int]] = []  # (unit id, attempt) killed mid-task
     with running_workers(1, env, prefix, tmp_path, "--device", "cpu") as (worker,):
-        run = _Background(ex, units)
+        run = Background(ex, units)
         run.start()
         deadline = time.monotonic() + 120
         while len(kills) < 2 and run.is_alive() and time.monotonic() < deadline:
@@ -244,38 +226,12 @@ def test_kill_9_mid_task_redoes_each_unit_exactly_once(
     assert "SIGKILL" in log
 
 
-def test_redis_restart_mid_run_still_completes(
-    pg: tuple[str, Engine], prefix: str, tmp_path: Path, local_rows: dict[int, Any]
-) -> None:
-    url, engine = pg
-    ex = _executor(url, engine, prefix)
-    env = worker_env(url, **{TEST_SLEEP_ENV: "1"})
-    try:
-        with running_workers(1, env, prefix, tmp_path, "--device", "cpu") as (worker,):
-            run = _Background(ex, UNITS)
-            run.start()
-            deadline = time.monotonic() + 60
-            while not any(r.status == "running" for r in _db_rows(engine)):
-                assert time.monotonic() < deadline, worker.log()[-3000:]
-                time.sleep(0.1)
-            # Queued messages and unacknowledged deliveries are lost with the data.
-            subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False)
-            time.sleep(1.0)
-            start_redis()
-            run.join(timeout=150)
-            log = worker.log()
-    finally:
-        if not redis_running():
-            start_redis()
-    assert not run.is_alive() and run.error is None, (run.error, log[-3000:])
-    assert _rows_by_unit(run.results) == local_rows
-    rows = _db_rows(engine)
-    assert all(r.status == "done" and r.result is not None for r in rows)
-    assert _done_lines(log) == {r.id: 1 for r in rows}
-
-
 def test_unreachable_broker_is_one_line_and_nonzero(cli_env: dict[str, str]) -> None:
-    env = {**cli_env, "LPZQ_BROKER_URL": "redis://:secret@127.0.0.1:1/0"}
+    env = {
+        **cli_env,
+        "LPZQ_BROKER_URL": "redis://:secret@127.0.0.1:1/0",
+        "LPZQ_CELERY_BROKER_WAIT_S": "1",
+    }
     out = run_lpzq(
         *("proxy", "eval", "params", "--bench", "flexibert", "--split", "search"),
         *("--search-size", "5", "--batch-size", "2", "--seq-len", "16"),
@@ -284,8 +240,9 @@ def test_unreachable_broker_is_one_line_and_nonzero(cli_env: dict[str, str]) -> 
     )
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
-    assert lines[0].startswith("lpzq: error: cannot reach broker redis://:***@127.0.0.1:1/0")
+    assert len(lines) == 2, out.stderr  # what it waits for, then why it gave up
+    assert lines[0].startswith("lpzq: waiting for broker redis://:***@127.0.0.1:1/0")
+    assert lines[1].startswith("lpzq: error: cannot reach broker redis://:***@127.0.0.1:1/0")
     assert "secret" not in out.stderr
 
 

@@ -180,3 +180,24 @@ def test_invalid_arguments() -> None:
         InputCache(max_bytes=-1)
     with pytest.raises(ValueError, match="dtype"):
         InputCache(max_bytes=1, dtype=torch.float64)
+
+
+def test_low_disk_is_said_once_per_process_with_the_figure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    from lpzero_queue.proxies import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "_warned", set())
+    usage = shutil.disk_usage(tmp_path)._replace(free=int(1.5 * 2**30))
+    monkeypatch.setattr(cache_module.shutil, "disk_usage", lambda _: usage)
+    with caplog.at_level("WARNING", logger=cache_module.__name__):
+        for _ in range(2):  # two caches of one process: still one line
+            cache = InputCache(max_bytes=ENTRY_BYTES, spill_dir=tmp_path / "spill")
+            for i in range(5):
+                cache.get_or_compute(key(i), lambda i=i: make_inputs(i))
+            assert cache.stats().failed_spills == 4
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert "1.5 GiB free" in lines[0] and "2 GiB" in lines[0]

@@ -122,8 +122,19 @@ def test_resume_after_a_kill_ends_like_an_uninterrupted_run(
         s.execute(delete(Individual).where(Individual.id.in_(last)))
     with transaction(sessions) as s:
         assert s.scalar(select(SearchRun.status).where(SearchRun.id == run_id)) == "running"
-    resumed = execute_run(sessions, run_id, _executor())
-    assert resumed.status == "completed" and resumed.best == best
+    # Killed again while the held-out split is scored: the run is not completed.
+    statuses: list[str] = []
+
+    def killed_in_held_out(text: str) -> None:
+        statuses.append(run_summary(sessions, run_id)["status"])
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(sessions, run_id, _executor(), held_out=killed_in_held_out)
+    assert statuses == ["running"] and run_summary(sessions, run_id)["status"] == "failed"
+    resumed = execute_run(sessions, run_id, _executor(), held_out=statuses.append)
+    assert resumed.status == "completed" and resumed.best == best and statuses[-1] == best
+    assert run_summary(sessions, run_id)["status"] == "completed"
     assert _individuals(sessions, run_id) == rows
 
 

@@ -71,3 +71,24 @@ def test_hyperparameters_are_validated() -> None:
         Hyperparameters.from_dict({"seq_len": 500})
     with pytest.raises(LpzqError, match="unknown training spec kind"):
         train({"kind": "nope"}, TINY_HP, 0)
+
+
+class _Payload:
+    """Unpickling this runs code: it touches a marker file (what a crafted checkpoint could do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_crafted_pickle_checkpoint_is_refused_not_run(tmp_path: Path) -> None:
+    import torch
+
+    spec = {"kind": "arch", "space": "gpt2", "config": tiny_gpt2_config()}
+    marker, ckpt = tmp_path / "ran", tmp_path / "job.pt"
+    torch.save({"model": {}, "optim": {}, "step": 1, "recent": [_Payload(marker)]}, ckpt)
+    with pytest.raises(LpzqError, match=r"checkpoint .*job\.pt refused: not a tensors-only"):
+        train(spec, TINY_HP, 0, checkpoint=ckpt)
+    assert not marker.exists()
