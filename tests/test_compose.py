@@ -36,7 +36,7 @@ _ComposeLoader.add_constructor("!reset", lambda loader, node: _Reset())
 
 
 def _load(path: Path) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=_ComposeLoader)  # noqa: S506 - a SafeLoader
+    return yaml.load(path.read_text(), Loader=_ComposeLoader)  # a SafeLoader subclass
 
 
 def _merge(base: Any, override: Any) -> Any:
