@@ -15,7 +15,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lpzero_queue.benchmarks.builders import BUILDERS, resolve_builder, structural_summary
+from lpzero_queue.benchmarks.builders import (
+    BUILDERS,
+    longest_sequence,
+    resolve_builder,
+    structural_summary,
+)
 from lpzero_queue.benchmarks.records import (
     SHIPPED,
     ArchitectureRecord,
@@ -154,6 +159,15 @@ def benchmark_space(sessions: sessionmaker[Session], name: str) -> str | None:
     with transaction(sessions) as session:
         stored = session.scalar(select(Benchmark.space).where(Benchmark.name == name))
     return stored or shipped_space(name)
+
+
+def max_seq_len(session: Session, bench: Benchmark) -> int:
+    """The longest proxy sequence every architecture of ``bench`` accepts (its shortest table of
+    learned positions: ``tgt_len`` for GPT-2)."""
+    configs = session.scalars(
+        select(Architecture.config).where(Architecture.benchmark_id == bench.id)
+    ).all()
+    return min(longest_sequence(bench.space, c) for c in configs)
 
 
 def _range(values: Sequence[float]) -> dict[str, float]:

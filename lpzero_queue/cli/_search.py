@@ -18,6 +18,7 @@ app = typer.Typer(help="Search zero-cost proxies with genetic programming.", no_
 
 def _finish(rt: Runtime, run_id: int) -> None:
     """Evaluate the run's best proxy on the held-out test split and print the table."""
+    from lpzero_queue.benchmarks.catalog import get_benchmark, max_seq_len
     from lpzero_queue.cli._progress import progress_bar
     from lpzero_queue.proxies.report import run_report
     from lpzero_queue.proxies.spec import (
@@ -27,6 +28,7 @@ def _finish(rt: Runtime, run_id: int) -> None:
         resolve_proxy,
     )
     from lpzero_queue.search.coordinator import load_context, run_summary
+    from lpzero_queue.storage import transaction
 
     summary = run_summary(rt.sessions, run_id)
     if summary["status"] != "completed":
@@ -49,11 +51,13 @@ def _finish(rt: Runtime, run_id: int) -> None:
             progress=advance,
             details={"run_id": run_id},
         )
+    with transaction(rt.sessions) as s:
+        longest = max_seq_len(s, get_benchmark(s, ctx.bench_name))
     typer.echo(
         f"run {run_id} best (search-split {ctx.config.fitness} "
         f"{summary['best_fitness']:+.4f}): {summary['best']}"
     )
-    echo_report(report, {summary["best"]: "best (searched)"})
+    echo_report(report, {summary["best"]: "best (searched)"}, max_seq_len=longest)
 
 
 def _execute(rt: Runtime, run_id: int) -> None:
@@ -90,7 +94,11 @@ def search_start(
     rps: bool = typer.Option(
         True, "--rps/--no-rps", help="Rule-based pruning (--no-rps: ablation)."
     ),
-    probe_size: int = typer.Option(10, "--probe-size", help="Probe architectures (0: no probe)."),
+    probe_size: int | None = typer.Option(
+        None,
+        "--probe-size",
+        help="Probe architectures (default: 10, or the sample when smaller; 0: no probe).",
+    ),
     unary: int = typer.Option(2, "--unary-per-branch", help="Unary operators per branch."),
     builder: str | None = typer.Option(None, "--builder", help="FlexiBERT: faithful or lpzero."),
     objective: str | None = typer.Option(None, "--objective", help="Gradient loss: ones|mlm."),
@@ -113,29 +121,29 @@ def search_start(
     from lpzero_queue.search.config import SearchConfig
     from lpzero_queue.search.coordinator import create_run
 
+    options = dict(
+        population=population,
+        children=children,
+        per_generation=per_generation,
+        sample=sample,
+        split="first" if first else "sample",
+        seed=seed,
+        fitness=fitness,
+        within_weight=within_weight,
+        selection=selection,
+        rps=rps,
+        unary_per_branch=unary,
+        builder=builder,
+        objective=objective,
+        linear_scope=linear_scope,
+        reductions=[r.strip() for r in reductions.split(",")],
+        batch_size=batch_size,
+        seq_len=seq_len,
+    )
+    if probe_size is not None:  # left out, it follows the sample (SearchConfig.from_dict)
+        options["probe_size"] = probe_size
     try:
-        config = SearchConfig.from_dict(
-            dict(
-                population=population,
-                children=children,
-                per_generation=per_generation,
-                sample=sample,
-                split="first" if first else "sample",
-                seed=seed,
-                fitness=fitness,
-                within_weight=within_weight,
-                selection=selection,
-                rps=rps,
-                probe_size=probe_size,
-                unary_per_branch=unary,
-                builder=builder,
-                objective=objective,
-                linear_scope=linear_scope,
-                reductions=[r.strip() for r in reductions.split(",")],
-                batch_size=batch_size,
-                seq_len=seq_len,
-            )
-        )
+        config = SearchConfig.from_dict(options)
     except ValueError as exc:
         raise LpzqError(str(exc)) from None
     rt = ctx.obj
