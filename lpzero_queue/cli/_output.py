@@ -67,6 +67,8 @@ def report_header(report: Report, max_seq_len: int | None = None) -> str:
         if report.split == "all"
         else f"{report.split} split (search split {report.search_split})"
     )
+    if report.max_archs is not None:
+        where += f", its first {report.max_archs}"
     cut = max_seq_len is not None and setup.seq_len == max_seq_len < DEFAULT_BATCH[setup.space][1]
     return (
         f"{report.benchmark}: {where}, n={report.n_archs}; seeds {list(report.seeds)}; "

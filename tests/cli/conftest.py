@@ -17,7 +17,13 @@ def one_process(env: dict[str, str]) -> dict[str, str]:
 
 
 def import_short_gpt2(
-    env: dict[str, str], tmp_path: Path, *, name: str = "short", n: int = 8, tgt_len: int = 32
+    env: dict[str, str],
+    tmp_path: Path,
+    *,
+    name: str = "short",
+    n: int = 8,
+    tgt_len: int = 32,
+    seed: int = 0,
 ) -> None:
     """Import ``n`` tiny GPT-2 architectures trained (so the file says) with ``tgt_len``.
 
@@ -26,9 +32,9 @@ def import_short_gpt2(
     from lpzero_queue.training.spaces import SpaceScale, sample_architectures
 
     configs = sample_architectures(
-        "gpt2", n, seed=0, scale=SpaceScale(width_scale=0.125, max_layers=3)
+        "gpt2", n, seed=seed, scale=SpaceScale(width_scale=0.125, max_layers=3)
     )
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     records = [
         {
             "id": f"{name}-{i}",
