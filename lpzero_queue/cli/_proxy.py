@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
 import typer
@@ -29,42 +30,36 @@ def _split_spec(search_size: int, search_seed: int, first: bool) -> SplitSpec:
         raise LpzqError(str(exc)) from None
 
 
-def fitted_setup(
-    rt: Runtime,
-    bench: str,
-    *,
-    builder: str | None,
-    objective: str | None,
-    linear_scope: str | None,
-    batch_size: int | None,
-    seq_len: int | None,
-) -> tuple[ScoringSetup, int]:
+@dataclass(frozen=True)
+class SetupOptions:
+    """The scoring options a user gave (None: the benchmark's default)."""
+
+    builder: str | None = None
+    objective: str | None = None
+    linear_scope: str | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+
+
+def fitted_setup(rt: Runtime, bench: str, options: SetupOptions) -> tuple[ScoringSetup, int]:
     """The scoring setup on ``bench`` and the longest sequence its architectures accept.
 
     The options are checked before a shipped benchmark is loaded (a typo should not cost a
     load); the sequence length then fits the architectures: without ``--seq-len`` the longest
     they all accept (up to the space's default), and a longer ``--seq-len`` is refused.
     """
-    from lpzero_queue.benchmarks.catalog import benchmark_space, ensure_benchmark, max_seq_len
+    from lpzero_queue.benchmarks.catalog import benchmark_space, max_seq_len
     from lpzero_queue.proxies.scoring import ScoringSetup
     from lpzero_queue.storage import transaction
 
-    space = benchmark_space(rt.sessions, bench) or ensure_benchmark(rt.sessions, bench).space
+    space = benchmark_space(rt.sessions, bench) or rt.benchmark(bench).space
 
     def resolve(limit: int | None) -> ScoringSetup:
-        return ScoringSetup.resolve(
-            space,
-            builder=builder,
-            objective=objective,
-            linear_scope=linear_scope,
-            batch_size=batch_size,
-            seq_len=seq_len,
-            max_seq_len=limit,
-        )
+        return ScoringSetup.resolve(space, **asdict(options), max_seq_len=limit)
 
     try:
         resolve(None)
-        stored = ensure_benchmark(rt.sessions, bench)
+        stored = rt.benchmark(bench)
         with transaction(rt.sessions) as s:
             longest = max_seq_len(s, stored)
         setup = resolve(longest)
@@ -101,15 +96,8 @@ def _run(
     split_spec = _split_spec(search_size, search_seed, first)
     rt = ctx.obj
     rt.require_schema(create=True)
-    setup, longest = fitted_setup(
-        rt,
-        bench,
-        builder=builder,
-        objective=objective,
-        linear_scope=linear_scope,
-        batch_size=batch_size,
-        seq_len=seq_len,
-    )
+    options = SetupOptions(builder, objective, linear_scope, batch_size, seq_len)
+    setup, longest = fitted_setup(rt, bench, options)
     texts = {s.text for s in specs}
     specs = specs + [baseline_spec(n) for n in TRIVIAL_BASELINES if n not in texts]
     rt.apply_torch_settings()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 import typer
 
 from lpzero_queue.cli._output import ORIENTATION, echo_table, report_header
-from lpzero_queue.cli._proxy import COMMON, fitted_setup
+from lpzero_queue.cli._proxy import COMMON, SetupOptions, fitted_setup
 from lpzero_queue.errors import LpzqError
 
 if TYPE_CHECKING:
@@ -127,18 +127,8 @@ def proxy_transfer(
             raise LpzqError(f"search run {run_id} searched {run_space}, not {matrix_space}")
         chosen.append(proxy)
     # Every benchmark's setup (and a --seq-len some cannot take) is settled before any scoring.
-    setups = {
-        bench: fitted_setup(
-            rt,
-            bench,
-            builder=builder,
-            objective=objective,
-            linear_scope=linear_scope,
-            batch_size=batch_size,
-            seq_len=seq_len,
-        )
-        for bench in names
-    }
+    options = SetupOptions(builder, objective, linear_scope, batch_size, seq_len)
+    setups = {bench: fitted_setup(rt, bench, options) for bench in names}
     rt.apply_torch_settings()
     columns = plan_columns(names, chosen)
     reports = []
