@@ -117,7 +117,6 @@ def search_start(
 
     Example: lpzq search start --bench flexibert
     """
-    from lpzero_queue.benchmarks.catalog import ensure_benchmark
     from lpzero_queue.search.config import SearchConfig
     from lpzero_queue.search.coordinator import create_run
 
@@ -148,7 +147,7 @@ def search_start(
         raise LpzqError(str(exc)) from None
     rt = ctx.obj
     rt.require_schema(create=True)
-    ensure_benchmark(rt.sessions, bench)
+    rt.benchmark(bench)
     run_id = create_run(rt.sessions, bench, config)
     typer.echo(f"search run {run_id} on {bench} (lpzq search status {run_id})")
     _execute(rt, run_id)
