@@ -104,7 +104,7 @@ def proxy_transfer(
     Example: lpzq proxy transfer lpzero-gpt2 --run 1 --space gpt2
     """
     from lpzero_queue.cli._progress import progress_bar
-    from lpzero_queue.proxies.spec import resolve_proxy
+    from lpzero_queue.proxies.spec import NAMED_EXPRESSIONS, resolve_proxy
     from lpzero_queue.proxies.transfer import TransferProxy, plan_columns, score_column
 
     if seeds < 1:
@@ -116,7 +116,11 @@ def proxy_transfer(
     direction: Literal["higher", "lower"] | None = None
     if higher_is_better is not None:
         direction = "higher" if higher_is_better else "lower"
-    specs = [resolve_proxy(p, direction) for p in proxies or []]
+    # The direction is that of new expressions: a named proxy keeps its own.
+    specs = [
+        resolve_proxy(p, None if p.strip() in NAMED_EXPRESSIONS else direction)
+        for p in proxies or []
+    ]
     chosen = [TransferProxy(spec, spec.label) for spec in specs]
     rt = ctx.obj
     rt.require_schema(create=True)
