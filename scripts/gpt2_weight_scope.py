@@ -4,9 +4,9 @@ Run: python scripts/gpt2_weight_scope.py [--n 40]
 
 Scores `sum(l1_norm(square(weight)), square(softmax(grad)))` (the published LPZero GPT-2 proxy,
 lower is better) on a seeded sample of GPT-2 architectures twice: with `weight`/`grad` taken from
-the token-mixing Linears only (method.md; what lpzq's inputs use) and from every nn.Linear of the
-model (what the published repository's GPT-2 scoring path gathers), and prints Kendall tau of each
-against validation perplexity.
+the token-mixing Linears only (docs/method.md; what lpzq's inputs use) and from every nn.Linear of
+the model (what the published repository's GPT-2 scoring path gathers), and prints Kendall tau of
+each against validation perplexity.
 """
 
 from __future__ import annotations

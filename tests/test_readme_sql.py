@@ -1,4 +1,4 @@
-"""The README's example SQL runs unchanged on a migrated database of each backend."""
+"""The example SQL of docs/usage.md runs unchanged on a migrated database of each backend."""
 
 from __future__ import annotations
 
@@ -13,23 +13,26 @@ from tests.search.test_report import BEST, add_fake_runs
 HEADING = "## SQL over historical results"
 
 
-def readme_queries() -> list[str]:
-    """The ```sql blocks of the README section, in order."""
-    readme = (REPO_ROOT / "README.md").read_text()
-    assert HEADING in readme, f"README.md lost its {HEADING!r} section"
-    section = readme.split(HEADING, 1)[1].split("\n## ", 1)[0]
+USAGE = REPO_ROOT / "docs" / "usage.md"
+
+
+def documented_queries() -> list[str]:
+    """The ```sql blocks of the documented section, in order."""
+    usage = USAGE.read_text()
+    assert HEADING in usage, f"docs/usage.md lost its {HEADING!r} section"
+    section = usage.split(HEADING, 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)
 
 
-def test_the_readme_shows_three_queries() -> None:
-    assert len(readme_queries()) == 3
+def test_the_usage_guide_shows_three_queries() -> None:
+    assert len(documented_queries()) == 3
 
 
-def test_readme_queries_run_on_historical_results(migrated_engine: Engine) -> None:
+def test_documented_queries_run_on_historical_results(migrated_engine: Engine) -> None:
     rps_run, _ = add_fake_runs(sessionmaker(migrated_engine, expire_on_commit=False))
     with migrated_engine.begin() as conn:
         conn.execute(text("UPDATE benchmarks SET name = 'flexibert'"))
-    leaderboard, pruning, beats = readme_queries()
+    leaderboard, pruning, beats = documented_queries()
     with migrated_engine.connect() as conn:
         board = conn.execute(text(leaderboard)).all()
         fired = conn.execute(text(pruning)).all()

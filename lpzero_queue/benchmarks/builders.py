@@ -11,11 +11,12 @@ from torch import nn
 
 from lpzero_queue.benchmarks.flexibert import (
     FLEXIBERT_BUILDERS,
+    MAX_POSITIONS,
     FlexiBertModel,
     build_flexibert,
     flexibert_skeleton,
 )
-from lpzero_queue.benchmarks.gpt2 import build_gpt2, gpt2_skeleton
+from lpzero_queue.benchmarks.gpt2 import build_gpt2, gpt2_skeleton, parse_gpt2_config
 
 BUILDERS: Final[dict[str, tuple[str, ...]]] = {
     "flexibert": FLEXIBERT_BUILDERS,  # first entry is the default
@@ -69,6 +70,21 @@ def build_model(
     if space == "flexibert":
         return build_flexibert(config, builder=name, seed=seed)
     return build_gpt2(config, seed=seed)
+
+
+def longest_sequence(space: str, config: Mapping[str, Any]) -> int:
+    """The longest input sequence an architecture accepts: its table of learned positions.
+
+    FlexiBERT models have 512 positions; a GPT-2 model has ``tgt_len`` (the context it was
+    trained with), which a user's import may set below the proxy batch's default length.
+
+    Raises:
+        ValueError: On an unknown space or an invalid GPT-2 config.
+    """
+    resolve_builder(space)
+    if space == "flexibert":
+        return MAX_POSITIONS
+    return parse_gpt2_config(config).tgt_len
 
 
 def structural_summary(

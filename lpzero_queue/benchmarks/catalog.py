@@ -15,7 +15,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lpzero_queue.benchmarks.builders import BUILDERS, resolve_builder, structural_summary
+from lpzero_queue.benchmarks.builders import (
+    BUILDERS,
+    longest_sequence,
+    resolve_builder,
+    structural_summary,
+)
 from lpzero_queue.benchmarks.records import (
     SHIPPED,
     ArchitectureRecord,
@@ -41,8 +46,14 @@ def _summaries(space: str, record: ArchitectureRecord) -> dict[str, Any]:
     return {"builders": per_builder, "extra": record.extra}
 
 
-def store_benchmark(session: Session, spec: BenchmarkSpec) -> LoadResult:
+def store_benchmark(
+    session: Session, spec: BenchmarkSpec, progress: Callable[[int, int], None] | None = None
+) -> LoadResult:
     """Write a benchmark, its architectures and ground truth, unless identical content is stored.
+
+    Args:
+        progress: called with (architectures done, total) while their sizes are worked out
+            (the slow part: one meta-device model per record and builder).
 
     Raises:
         LpzqError: a benchmark of that name exists with different content.
@@ -83,8 +94,10 @@ def store_benchmark(session: Session, spec: BenchmarkSpec) -> LoadResult:
     bench = session.scalars(select(Benchmark).where(Benchmark.name == spec.name)).one()
     default = resolve_builder(spec.space)
     archs: list[Architecture] = []
-    for record, digest in zip(spec.records, hashes, strict=True):
+    for i, (record, digest) in enumerate(zip(spec.records, hashes, strict=True), start=1):
         summary = _summaries(spec.space, record)
+        if progress is not None:
+            progress(i, len(spec.records))
         main = summary["builders"][default]
         archs.append(
             Architecture(
@@ -111,11 +124,15 @@ def store_benchmark(session: Session, spec: BenchmarkSpec) -> LoadResult:
     return LoadResult(spec.name, created=True, architectures=len(spec.records))
 
 
-def load_shipped_benchmark(sessions: sessionmaker[Session], name: str) -> LoadResult:
+def load_shipped_benchmark(
+    sessions: sessionmaker[Session],
+    name: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> LoadResult:
     """Load a shipped benchmark (``flexibert`` or ``gpt2-wt103``) in one transaction."""
     spec = load_shipped(name)
     with transaction(sessions) as session:
-        return store_benchmark(session, spec)
+        return store_benchmark(session, spec, progress)
 
 
 def get_benchmark(session: Session, name: str) -> Benchmark:
@@ -134,9 +151,16 @@ def get_benchmark(session: Session, name: str) -> Benchmark:
 
 
 def ensure_benchmark(
-    sessions: sessionmaker[Session], name: str, say: Callable[[str], None] = print
+    sessions: sessionmaker[Session],
+    name: str,
+    say: Callable[[str], None] = print,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Benchmark:
-    """The benchmark ``name``, loading a shipped one first when it is missing (saying so)."""
+    """The benchmark ``name``, loading a shipped one first when it is missing (saying so).
+
+    Args:
+        progress: as for :func:`store_benchmark`, when a shipped benchmark is loaded.
+    """
     with transaction(sessions) as session:
         bench = session.scalar(select(Benchmark).where(Benchmark.name == name))
         if bench is not None:
@@ -144,10 +168,16 @@ def ensure_benchmark(
     if name not in SHIPPED:
         with transaction(sessions) as session:
             return get_benchmark(session, name)
-    result = load_shipped_benchmark(sessions, name)
+    result = load_shipped_benchmark(sessions, name, progress)
     say(f"lpzq: loaded the shipped benchmark '{name}' ({result.architectures} architectures)")
     with transaction(sessions) as session:
         return get_benchmark(session, name)
+
+
+def is_stored(sessions: sessionmaker[Session], name: str) -> bool:
+    """Whether a benchmark called ``name`` is in the database."""
+    with transaction(sessions) as session:
+        return session.scalar(select(Benchmark.id).where(Benchmark.name == name)) is not None
 
 
 def benchmark_space(sessions: sessionmaker[Session], name: str) -> str | None:
@@ -157,6 +187,15 @@ def benchmark_space(sessions: sessionmaker[Session], name: str) -> str | None:
     with transaction(sessions) as session:
         stored = session.scalar(select(Benchmark.space).where(Benchmark.name == name))
     return stored or shipped_space(name)
+
+
+def max_seq_len(session: Session, bench: Benchmark) -> int:
+    """The longest proxy sequence every architecture of ``bench`` accepts (its shortest table of
+    learned positions: ``tgt_len`` for GPT-2)."""
+    configs = session.scalars(
+        select(Architecture.config).where(Architecture.benchmark_id == bench.id)
+    ).all()
+    return min(longest_sequence(bench.space, c) for c in configs)
 
 
 def _range(values: Sequence[float]) -> dict[str, float]:

@@ -1,9 +1,9 @@
 """Marker modules that expose proxy inputs to forward hooks.
 
 A :class:`Tap` is an identity module placed at a point of a benchmark model whose tensor is a proxy
-input (method.md section 2). Extraction code registers forward hooks (and, for gradients, tensor
-hooks on the output) on the taps of one kind instead of on model-specific submodules, so the proxy
-code never needs to know how a benchmark model is written.
+input (docs/method.md section 2). Extraction code registers forward hooks (and, for gradients,
+tensor hooks on the output) on the taps of one kind instead of on model-specific submodules, so the
+proxy code never needs to know how a benchmark model is written.
 
 Every builder registers its taps in execution order, so ``model.modules()`` order (and therefore
 :func:`taps` order) is the order in which the tapped tensors are produced.

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from lpzero_queue.cli import _bench, _db, _proxy, _search, _subnet, _worker
+from lpzero_queue.cli import _bench, _db, _proxy, _search, _subnet, _transfer, _worker
 from lpzero_queue.cli._context import Runtime
 from lpzero_queue.cli._report import report as report_command
 from lpzero_queue.versions import code_version
@@ -26,6 +26,7 @@ config_app = typer.Typer(help="Show the effective configuration.", no_args_is_he
 app.add_typer(config_app, name="config")
 app.add_typer(_db.app, name="db")
 app.add_typer(_bench.app, name="bench")
+_proxy.app.command("transfer")(_transfer.proxy_transfer)
 app.add_typer(_proxy.app, name="proxy")
 app.command("worker")(_worker.worker)
 app.command("report")(report_command)

@@ -60,10 +60,12 @@ def bench_load(
     Example: lpzq bench load flexibert
     """
     from lpzero_queue.benchmarks.catalog import load_shipped_benchmark
+    from lpzero_queue.cli._progress import progress_bar
 
     rt = ctx.obj
     rt.require_schema(create=True)
-    result = load_shipped_benchmark(rt.sessions, name)
+    with progress_bar(f"loading {name}") as advance:
+        result = load_shipped_benchmark(rt.sessions, name, advance)
     state = "loaded" if result.created else "already loaded, unchanged"
     typer.echo(f"{result.name}: {state} ({result.architectures} architectures)")
 
@@ -134,6 +136,7 @@ def bench_import(
     Example: lpzq bench import mine.csv --name mine --space gpt2 --metric ppl --lower-is-better
     """
     from lpzero_queue.benchmarks.catalog import store_benchmark
+    from lpzero_queue.cli._progress import progress_bar
 
     if space not in SPACES:
         raise LpzqError(f"unknown space '{space}'; valid spaces: {', '.join(SPACES)}")
@@ -156,8 +159,8 @@ def bench_import(
     )
     rt = ctx.obj
     rt.require_schema(create=True)
-    with transaction(rt.sessions) as s:
-        result = store_benchmark(s, spec)
+    with progress_bar(f"importing {name}") as advance, transaction(rt.sessions) as s:
+        result = store_benchmark(s, spec, advance)
     state = "imported" if result.created else "already imported, unchanged"
     typer.echo(f"{name}: {state} ({result.architectures} architectures)")
 

@@ -22,6 +22,7 @@ from lpzero_queue.storage import (
 
 if TYPE_CHECKING:
     from lpzero_queue.execution.base import Executor
+    from lpzero_queue.storage import Benchmark
 
 
 @dataclass
@@ -49,6 +50,18 @@ class Runtime:
             import torch
 
             torch.set_num_threads(self.settings.torch_threads)
+
+    def benchmark(self, name: str) -> Benchmark:
+        """The stored benchmark ``name``; a shipped one not loaded yet is loaded first, with
+        progress (a few seconds to minutes: every record's size is worked out)."""
+        from lpzero_queue.benchmarks.catalog import ensure_benchmark, is_stored
+        from lpzero_queue.benchmarks.records import SHIPPED
+        from lpzero_queue.cli._progress import progress_bar
+
+        if name not in SHIPPED or is_stored(self.sessions, name):
+            return ensure_benchmark(self.sessions, name)
+        with progress_bar(f"loading {name}") as advance:
+            return ensure_benchmark(self.sessions, name, progress=advance)
 
     def executor(self) -> Executor:
         """The in-process executor on the embedded default; Celery when a broker is set.

@@ -10,6 +10,13 @@ import typer
 if TYPE_CHECKING:
     from lpzero_queue.proxies.report import Report
 
+ORIENTATION = (
+    "Positive means the proxy ranks architectures like their trained quality. kendall_tf is "
+    "the tie-fair Kendall (tau_b * sqrt(share of pairs the proxy does not tie): the expected "
+    "Kendall once its ties are broken at random; tau_b flatters keys with few values); "
+    "within_* are its means inside depth and (depth, width) groups."
+)
+
 
 def fmt(value: Any, digits: int = 3) -> str:
     """Format a cell: floats to ``digits`` decimals, None as '-'."""
@@ -46,12 +53,15 @@ def echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits: in
     typer.echo(table(headers, rows, digits))
 
 
-def echo_report(report: Report, labels: dict[str, str] | None = None) -> None:
-    """Print a correlation report: how it was obtained, then one row per proxy.
+def report_header(report: Report, max_seq_len: int | None = None) -> str:
+    """How a report was obtained: benchmark, split, seeds, setup, batch shape and hashes.
 
     Args:
-        labels: replacement labels by proxy text (e.g. "best (searched)").
+        max_seq_len: The longest sequence every architecture of the benchmark accepts; a batch
+            cut to it (shorter than the space's default) says so.
     """
+    from lpzero_queue.proxies.inputs import DEFAULT_BATCH
+
     setup = report.setup
     hashes = ", ".join(h[:12] for h in report.batch_hashes)
     where = (
@@ -59,12 +69,28 @@ def echo_report(report: Report, labels: dict[str, str] | None = None) -> None:
         if report.split == "all"
         else f"{report.split} split (search split {report.search_split})"
     )
-    typer.echo(
+    if report.max_archs is not None:
+        where += f", its first {report.max_archs}"
+    cut = max_seq_len is not None and setup.seq_len == max_seq_len < DEFAULT_BATCH[setup.space][1]
+    return (
         f"{report.benchmark}: {where}, n={report.n_archs}; seeds {list(report.seeds)}; "
         f"builder {setup.builder}; objective {setup.objective}; "
         f"linear scope {setup.linear_scope}; "
-        f"batch {setup.batch_size}x{setup.seq_len} [{hashes}]"
+        f"batch {setup.batch_size}x{setup.seq_len}"
+        f"{' (the longest sequence every architecture accepts)' if cut else ''} [{hashes}]"
     )
+
+
+def echo_report(
+    report: Report, labels: dict[str, str] | None = None, *, max_seq_len: int | None = None
+) -> None:
+    """Print a correlation report: how it was obtained, then one row per proxy.
+
+    Args:
+        labels: replacement labels by proxy text (e.g. "best (searched)").
+        max_seq_len: as for :func:`report_header`.
+    """
+    typer.echo(report_header(report, max_seq_len))
     labels = labels or {}
     rows = [
         [
@@ -96,12 +122,7 @@ def echo_report(report: Report, labels: dict[str, str] | None = None) -> None:
         ],
         rows,
     )
-    typer.echo(
-        "Positive means the proxy ranks architectures like their trained quality. kendall_tf is "
-        "the tie-fair Kendall (tau_b * sqrt(share of pairs the proxy does not tie): the expected "
-        "Kendall once its ties are broken at random; tau_b flatters keys with few values); "
-        "within_* are its means inside depth and (depth, width) groups."
-    )
+    typer.echo(ORIENTATION)
 
 
 def echo_comparisons(comparisons: Sequence[Any], labels: dict[str, str] | None = None) -> None:

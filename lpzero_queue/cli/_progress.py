@@ -1,17 +1,33 @@
-"""Progress for long work: a bar on a terminal, periodic one-line reports otherwise (logs, CI)."""
+"""Progress for long work: a bar with an ETA on a terminal, else a line every 30 s (logs, CI)."""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from lpzero_queue.execution.train_tasks import JobRequest
 
 # Without a terminal, report at most this often (and always at the end).
 LOG_EVERY_S = 30.0
+# How often the rows of running training jobs are read for their progress.
+TRAIN_POLL_S = 2.0
 
 
 @contextmanager
@@ -26,6 +42,8 @@ def progress_bar(label: str) -> Iterator[Callable[..., None]]:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         TextColumn("{task.fields[status]}"),
         console=console,
         transient=False,
@@ -48,11 +66,73 @@ def _line_reporter(label: str) -> Callable[..., None]:
         if now - last[0] < LOG_EVERY_S and done < total:
             return
         last[0] = now
-        status = "  ".join(f"{k} {v}" for k, v in fields.items())
+        elapsed = now - started
+        eta = f"eta {eta_text(elapsed * (total - done) / done)}" if 0 < done < total else ""
+        status = "  ".join([eta, *(f"{k} {v}" for k, v in fields.items())]).strip()
         print(
-            f"lpzq: {label}: {done}/{total} after {now - started:.0f} s  {status}".rstrip(),
+            f"lpzq: {label}: {done}/{total} after {elapsed:.0f} s  {status}".rstrip(),
             file=sys.stderr,
             flush=True,
         )
 
     return advance
+
+
+def eta_text(seconds: float) -> str:
+    """``42 s``, ``7 min 5 s`` or ``2 h 3 min``: the time left at the rate so far."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+@contextmanager
+def training_progress(engine: Engine, requests: Sequence[JobRequest], label: str) -> Iterator[None]:
+    """Show the progress of training ``requests`` (in steps, over all jobs) while the block runs.
+
+    A job's row records the last checkpointed step (its heartbeat writes it), so a thread reads the
+    rows: the same for jobs trained in this process and on Celery workers. A finished job counts
+    all its steps, whatever its outcome.
+    """
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from lpzero_queue.execution.train_tasks import TERMINAL
+    from lpzero_queue.storage import TrainingJob
+
+    steps = {r.key: int(r.hyperparameters["steps"]) for r in requests}
+    total = sum(steps.values())
+    stop = threading.Event()
+    shown: list[tuple[int, int]] = []
+
+    def poll(advance: Callable[..., None]) -> None:
+        query = select(TrainingJob.job_key, TrainingJob.status, TrainingJob.step).where(
+            TrainingJob.job_key.in_(list(steps))
+        )
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except SQLAlchemyError:  # a busy database only delays the next report
+            return
+        finished = sum(status in TERMINAL for _, status, _ in rows)
+        done = sum(steps[key] if status in TERMINAL else step or 0 for key, status, step in rows)
+        if not shown or shown[-1] != (done, finished):
+            shown.append((done, finished))
+            advance(done, total, jobs=f"{finished}/{len(steps)} finished")
+
+    with progress_bar(label) as advance:
+
+        def watch() -> None:
+            while not stop.wait(TRAIN_POLL_S):
+                poll(advance)
+
+        thread = threading.Thread(target=watch, name="lpzq-train-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            poll(advance)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
 import typer
@@ -11,6 +12,8 @@ from lpzero_queue.errors import LpzqError
 
 if TYPE_CHECKING:
     from lpzero_queue.benchmarks.splits import SplitSpec
+    from lpzero_queue.cli._context import Runtime
+    from lpzero_queue.proxies.scoring import ScoringSetup
     from lpzero_queue.proxies.spec import ProxySpec
 
 app = typer.Typer(help="Evaluate zero-cost proxies on a benchmark.", no_args_is_help=True)
@@ -25,6 +28,44 @@ def _split_spec(search_size: int, search_seed: int, first: bool) -> SplitSpec:
         return SplitSpec("first" if first else "sample", search_size, search_seed)
     except ValueError as exc:
         raise LpzqError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class SetupOptions:
+    """The scoring options a user gave (None: the benchmark's default)."""
+
+    builder: str | None = None
+    objective: str | None = None
+    linear_scope: str | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+
+
+def fitted_setup(rt: Runtime, bench: str, options: SetupOptions) -> tuple[ScoringSetup, int]:
+    """The scoring setup on ``bench`` and the longest sequence its architectures accept.
+
+    The options are checked before a shipped benchmark is loaded (a typo should not cost a
+    load); the sequence length then fits the architectures: without ``--seq-len`` the longest
+    they all accept (up to the space's default), and a longer ``--seq-len`` is refused.
+    """
+    from lpzero_queue.benchmarks.catalog import benchmark_space, max_seq_len
+    from lpzero_queue.proxies.scoring import ScoringSetup
+    from lpzero_queue.storage import transaction
+
+    space = benchmark_space(rt.sessions, bench) or rt.benchmark(bench).space
+
+    def resolve(limit: int | None) -> ScoringSetup:
+        return ScoringSetup.resolve(space, **asdict(options), max_seq_len=limit)
+
+    try:
+        resolve(None)
+        stored = rt.benchmark(bench)
+        with transaction(rt.sessions) as s:
+            longest = max_seq_len(s, stored)
+        setup = resolve(longest)
+    except ValueError as exc:
+        raise LpzqError(f"{bench}: {exc}") from None
+    return setup, longest
 
 
 def _run(
@@ -43,11 +84,9 @@ def _run(
     search_seed: int,
     first: bool,
 ) -> None:
-    from lpzero_queue.benchmarks.catalog import benchmark_space, ensure_benchmark
     from lpzero_queue.benchmarks.splits import SPLIT_NAMES
     from lpzero_queue.cli._progress import progress_bar
     from lpzero_queue.proxies.report import run_report
-    from lpzero_queue.proxies.scoring import ScoringSetup
     from lpzero_queue.proxies.spec import TRIVIAL_BASELINES, baseline_spec
 
     if split not in SPLIT_NAMES:
@@ -57,22 +96,10 @@ def _run(
     split_spec = _split_spec(search_size, search_seed, first)
     rt = ctx.obj
     rt.require_schema(create=True)
-    # Check the options before loading anything: a typo should not cost a benchmark load.
-    space = benchmark_space(rt.sessions, bench) or ensure_benchmark(rt.sessions, bench).space
-    try:
-        setup = ScoringSetup.resolve(
-            space,
-            builder=builder,
-            objective=objective,
-            batch_size=batch_size,
-            seq_len=seq_len,
-            linear_scope=linear_scope,
-        )
-    except ValueError as exc:
-        raise LpzqError(str(exc)) from None
+    options = SetupOptions(builder, objective, linear_scope, batch_size, seq_len)
+    setup, longest = fitted_setup(rt, bench, options)
     texts = {s.text for s in specs}
     specs = specs + [baseline_spec(n) for n in TRIVIAL_BASELINES if n not in texts]
-    ensure_benchmark(rt.sessions, bench)
     rt.apply_torch_settings()
     with progress_bar("scoring") as advance:
         report = run_report(
@@ -86,7 +113,7 @@ def _run(
             executor=rt.executor(),
             progress=advance,
         )
-    echo_report(report)
+    echo_report(report, max_seq_len=longest)
 
 
 COMMON = {

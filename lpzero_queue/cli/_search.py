@@ -50,8 +50,10 @@ def _held_out(rt: Runtime, run_id: int, best: str) -> Any:
 
 def _finish(rt: Runtime, run_id: int, report: Any = None) -> None:
     """Print the best proxy's held-out table (scored now unless ``report`` is given)."""
+    from lpzero_queue.benchmarks.catalog import get_benchmark, max_seq_len
     from lpzero_queue.proxies.report import held_out_comparisons
     from lpzero_queue.search.coordinator import run_summary
+    from lpzero_queue.storage import transaction
 
     summary = run_summary(rt.sessions, run_id)
     if summary["status"] != "completed":
@@ -59,12 +61,14 @@ def _finish(rt: Runtime, run_id: int, report: Any = None) -> None:
         return
     if report is None:
         report = _held_out(rt, run_id, summary["best"])
+    with transaction(rt.sessions) as s:
+        longest = max_seq_len(s, get_benchmark(s, summary["benchmark"]))
     typer.echo(
         f"run {run_id} best (search-split {summary['fitness']} "
         f"{summary['best_fitness']:+.4f}): {summary['best']}"
     )
     labels = {summary["best"]: "best (searched)"}
-    echo_report(report, labels)
+    echo_report(report, labels, max_seq_len=longest)
     published = report.rows[1].proxy  # rows: searched, published, trivial baselines
     labels[published.text] = published.label
     echo_comparisons(held_out_comparisons(report, summary["best"], published.text), labels)
@@ -121,7 +125,11 @@ def search_start(
     rps: bool = typer.Option(
         True, "--rps/--no-rps", help="Rule-based pruning (--no-rps: ablation)."
     ),
-    probe_size: int = typer.Option(10, "--probe-size", help="Probe architectures (0: no probe)."),
+    probe_size: int | None = typer.Option(
+        None,
+        "--probe-size",
+        help="Probe architectures (default: 10, or the sample when smaller; 0: no probe).",
+    ),
     unary: int = typer.Option(2, "--unary-per-branch", help="Unary operators per branch."),
     builder: str | None = typer.Option(None, "--builder", help="FlexiBERT: faithful or lpzero."),
     objective: str | None = typer.Option(None, "--objective", help="Gradient loss: ones|mlm."),
@@ -140,40 +148,39 @@ def search_start(
 
     Example: lpzq search start --bench flexibert
     """
-    from lpzero_queue.benchmarks.catalog import ensure_benchmark
     from lpzero_queue.search.config import SearchConfig
     from lpzero_queue.search.coordinator import create_run
 
+    options = dict(
+        population=population,
+        children=children,
+        per_generation=per_generation,
+        sample=sample,
+        validation=validation,
+        select_top=select_top,
+        split="first" if first else "sample",
+        seed=seed,
+        fitness=fitness,
+        within_weight=within_weight,
+        selection=selection,
+        rps=rps,
+        unary_per_branch=unary,
+        builder=builder,
+        objective=objective,
+        linear_scope=linear_scope,
+        reductions=[r.strip() for r in reductions.split(",")],
+        batch_size=batch_size,
+        seq_len=seq_len,
+    )
+    if probe_size is not None:  # left out, it follows the sample (SearchConfig.from_dict)
+        options["probe_size"] = probe_size
     try:
-        config = SearchConfig.from_dict(
-            dict(
-                population=population,
-                children=children,
-                per_generation=per_generation,
-                sample=sample,
-                validation=validation,
-                select_top=select_top,
-                split="first" if first else "sample",
-                seed=seed,
-                fitness=fitness,
-                within_weight=within_weight,
-                selection=selection,
-                rps=rps,
-                probe_size=probe_size,
-                unary_per_branch=unary,
-                builder=builder,
-                objective=objective,
-                linear_scope=linear_scope,
-                reductions=[r.strip() for r in reductions.split(",")],
-                batch_size=batch_size,
-                seq_len=seq_len,
-            )
-        )
+        config = SearchConfig.from_dict(options)
     except ValueError as exc:
         raise LpzqError(str(exc)) from None
     rt = ctx.obj
     rt.require_schema(create=True)
-    ensure_benchmark(rt.sessions, bench)
+    rt.benchmark(bench)
     run_id = create_run(rt.sessions, bench, config)
     typer.echo(f"search run {run_id} on {bench} (lpzq search status {run_id})")
     _execute(rt, run_id)

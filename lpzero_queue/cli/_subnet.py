@@ -50,6 +50,7 @@ def subnet_pretrain(
 
     Example: lpzq subnet pretrain --out tiny-llama --steps 300
     """
+    from lpzero_queue.cli._progress import training_progress
     from lpzero_queue.execution.train_runner import TrainRunner
     from lpzero_queue.execution.train_tasks import JobRequest
     from lpzero_queue.training.llama import tiny_llama_config
@@ -67,7 +68,8 @@ def subnet_pretrain(
     rt.apply_torch_settings()
     rt.require_schema(create=True)
     runner = TrainRunner(rt.settings, rt.engine, say=_say)
-    (result,) = runner.run([request], retry_failed=True)
+    with training_progress(rt.engine, [request], "pretraining"):
+        (result,) = runner.run([request], retry_failed=True)
     if result.status != "completed":
         raise LpzqError(f"pretraining job {result.id} {result.status}: {result.error}")
     if not (target / "config.json").is_file():
@@ -119,6 +121,7 @@ def subnet_search(
 
     Example: lpzq subnet search --model tiny-llama --proxy lpzero-gpt2 --samples 200 --top-k 4
     """
+    from lpzero_queue.cli._progress import training_progress
     from lpzero_queue.execution.train_runner import TrainRunner
     from lpzero_queue.execution.train_tasks import JobRequest
     from lpzero_queue.proxies.spec import resolve_proxy
@@ -173,7 +176,8 @@ def subnet_search(
     ]  # fmt: skip
     rt.require_schema(create=True)
     runner = TrainRunner(rt.settings, rt.engine, say=_say)
-    results = runner.run(requests)
+    with training_progress(rt.engine, requests, "fine-tuning"):
+        results = runner.run(requests)
     table: list[dict[str, Any]] = []
     for (group, row), res in zip(groups, results, strict=True):
         m = res.metrics

@@ -62,6 +62,7 @@ def bench_create(
     from lpzero_queue.benchmarks.bounds import check_name
     from lpzero_queue.benchmarks.catalog import store_benchmark
     from lpzero_queue.benchmarks.records import SHIPPED
+    from lpzero_queue.cli._progress import training_progress
     from lpzero_queue.execution.train_runner import TrainRunner
     from lpzero_queue.storage import Benchmark, transaction
     from lpzero_queue.training.created import link_jobs, plan_benchmark, results_to_spec
@@ -100,7 +101,8 @@ def bench_create(
         f"{'Celery workers (train queue)' if rt.settings.broker_url else 'this process'}",
         err=True,
     )
-    results = runner.run(requests, retry_failed=retry_failed)
+    with training_progress(rt.engine, requests, f"training {name}"):
+        results = runner.run(requests, retry_failed=retry_failed)
     command = shlex.join(["lpzq", *sys.argv[1:]]) if sys.argv else "lpzq bench create"
     spec, ceiling = results_to_spec(plan, results, command)
     with transaction(rt.sessions) as s:

@@ -1,4 +1,4 @@
-"""Hand-made zero-cost proxies to compare every searched proxy against (method.md section 7).
+"""Hand-made zero-cost proxies to compare every searched proxy against (docs/method.md section 7).
 
 Each entry of :data:`BASELINES` is a :class:`Baseline`: a name, its own direction ("higher": a
 higher score predicts a better trained model), whether it runs a model, and the function. The

@@ -1,7 +1,7 @@
 """Byte-bounded LRU cache of proxy inputs, with optional spill to disk.
 
 Evaluating any number of expressions on an architecture never re-runs its model while its inputs
-are cached (method.md section 2: the main performance lever). Entries are kept in RAM in least
+are cached (docs/method.md section 2: the main performance lever). Entries are kept in RAM in least
 recently used order up to ``max_bytes``; with a ``spill_dir``, evicted entries are written to
 ``<spill_dir>/<key.digest>.pt`` (``torch.save`` of plain tensors, written to a temporary file and
 renamed atomically) and later read back with ``torch.load(..., weights_only=True)`` instead of

@@ -1,9 +1,10 @@
 """Proxy expressions: data type, canonical text form, static canonicalisation and evaluation.
 
-An expression is ``binary(u_k(...u_1(X1)), v_m(...v_1(X2)))`` (method.md section 4): two branches,
-each an input name and a chain of unary operators (any length, default 2), combined by a binary
-operator, plus an expression-level reduction of the paired per-tensor values: ``mean`` (published,
-the default) or ``total`` (their sum, which scales with the number of tensors, i.e. with depth).
+An expression is ``binary(u_k(...u_1(X1)), v_m(...v_1(X2)))`` (docs/method.md section 4): two
+branches, each an input name and a chain of unary operators (any length, default 2), combined by a
+binary operator, plus an expression-level reduction of the paired per-tensor values: ``mean``
+(published, the default) or ``total`` (their sum, which scales with the number of tensors, i.e. with
+depth).
 Expressions are stored and printed by name in one canonical text form, e.g.
 ``sum(l1_norm(square(weight)), square(softmax(grad)))``, or with the non-default reduction as a
 wrapper, ``total(sum(l1_norm(square(weight)), square(softmax(grad))))``;
@@ -223,7 +224,7 @@ def constant_branch_value(branch: Branch) -> float | None:
 def is_provably_constant(e: Expression) -> str | None:
     """Name the static rule proving that an expression scores every architecture the same.
 
-    Rules (method.md section 6), checked on the canonical form:
+    Rules (docs/method.md section 6), checked on the canonical form:
       - ``"difference_of_identical_branches"``: ``difference(x, x)`` is 0 for every pair, so the
         score is 0 under either reduction.
       - ``"scalar_then_normalizer"``: both branches are constant by :func:`constant_branch_value`,
@@ -366,7 +367,7 @@ def _combine(e: Expression, left: Tensor, right: Tensor) -> float:
 def evaluate(
     e: Expression, inputs: Mapping[str, Sequence[Tensor]], *, stacked: bool = True
 ) -> float:
-    """Score one architecture with an expression, as published (method.md section 4).
+    """Score one architecture with an expression, as published (docs/method.md section 4).
 
     Each branch applies its unary chain to every tensor of its input list independently and
     reduces each result to its mean; the two lists of scalars are paired by position (like

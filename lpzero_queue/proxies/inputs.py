@@ -1,13 +1,13 @@
 """Proxy inputs: one forward and one backward pass per architecture yield all six inputs.
 
-method.md section 2: for one (architecture config, builder, init seed, batch, objective) the model
-is built, run forward with hooks on its :class:`~lpzero_queue.benchmarks.taps.Tap` markers, and
-backward once through the objective's scalar. That single pass gives
+docs/method.md section 2: for one (architecture config, builder, init seed, batch, objective) the
+model is built, run forward with hooks on its :class:`~lpzero_queue.benchmarks.taps.Tap` markers,
+and backward once through the objective's scalar. That single pass gives
 
 - ``act``, ``head``, ``softmax``: the outputs of the taps of that kind, in module order;
 - ``weight``, ``grad``: the weights of the Linears of the *linear scope* and their ``.grad`` after
   the backward: ``mixer`` (default) takes the token-mixing Linears (``mixer_linears()``, as
-  method.md section 2 defines them); ``all`` takes every ``nn.Linear`` whose weight received a
+  docs/method.md section 2 defines them); ``all`` takes every ``nn.Linear`` whose weight received a
   gradient, in module order (what the published GPT-2 scoring code gathered);
 - ``jacobs``: the gradient of the objective w.r.t. the ``embedding`` tap output.
 
@@ -66,11 +66,11 @@ __all__ = [
 # and ~1/3 of the input bytes (100 vs 325 MB per arch).
 DEFAULT_BATCH: Final[dict[str, tuple[int, int]]] = {"flexibert": (4, 64), "gpt2": (4, 192)}
 
-# Which Linears feed `weight`/`grad`: the token-mixing ones (method.md) or every Linear with a
+# Which Linears feed `weight`/`grad`: the token-mixing ones (docs/method.md) or every Linear with a
 # gradient (what the published GPT-2 code gathered). Measured: the published GPT-2 proxy ranks
 # GPT-2's 150 held-out architectures (4x192, lm) at Kendall 0.651 with `mixer` and 0.904 with `all`
-# (published: 0.886), so `all` is GPT-2's default. FlexiBERT keeps method.md's `mixer`: a default
-# search found the same held-out figures with either (its best proxies read head/act).
+# (published: 0.886), so `all` is GPT-2's default. FlexiBERT keeps the `mixer` of docs/method.md: a
+# default search found the same held-out figures with either (its best proxies read head/act).
 LINEAR_SCOPES: Final = ("mixer", "all")
 DEFAULT_LINEAR_SCOPE: Final[dict[str, str]] = {"flexibert": "mixer", "gpt2": "all"}
 

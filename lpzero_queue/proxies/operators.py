@@ -12,7 +12,7 @@ The built-ins are registered without running the battery at import time (no work
 ``tests/proxies/test_operators.py`` runs :func:`validate_unary` / :func:`validate_binary` on each.
 
 There is no ``matmul``: branches are reduced to one scalar per tensor before the binary operator
-acts (method.md section 4), so a matrix product can never apply.
+acts (docs/method.md section 4), so a matrix product can never apply.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ INPUT_DESCRIPTIONS: Mapping[str, str] = MappingProxyType(
 )
 INPUT_NAMES: tuple[str, ...] = tuple(INPUT_DESCRIPTIONS)
 
-# Expression-level reductions of the paired per-tensor values (method.md section 4). `mean` is the
-# published one (the default, written without a wrapper); `total` sums the pair values instead, so
-# that a proxy scales with the number of tensors (layers). Listed here because they share the name
-# space of the text form with operators and inputs.
+# Expression-level reductions of the paired per-tensor values (docs/method.md section 4). `mean` is
+# the published one (the default, written without a wrapper); `total` sums the pair values instead,
+# so that a proxy scales with the number of tensors (layers). Listed here because they share the
+# name space of the text form with operators and inputs.
 REDUCTIONS: tuple[str, ...] = ("mean", "total")
 
 LOG_MAX = 1e30  # log/abslog clamp their argument here so +inf and huge inputs give a finite log
@@ -81,7 +81,7 @@ class UnaryOp:
     output: OutputKind
     idempotent: bool = False
     self_inverse: bool = False
-    # The paper does not state operator weights and method.md gives none, so sampling is uniform.
+    # The paper states no operator weights (nor does docs/method.md), so sampling is uniform.
     # (One published version of `sample_unary_key_by_prob` gave `no_op` weight 0.2 and every other
     # operator 0.1; we do not copy that: canonicalisation drops `no_op` anyway.)
     weight: float = 1.0
@@ -312,8 +312,9 @@ _UNARY_BUILTINS: tuple[UnaryOp, ...] = (
 )
 
 # `matmul` (in the paper) is deliberately absent: each branch is reduced to one scalar per tensor
-# before the binary operator acts (method.md section 4), so a matrix product can never apply; the
-# published code silently fell back to an elementwise product in that case, duplicating `product`.
+# before the binary operator acts (docs/method.md section 4), so a matrix product can never apply;
+# the published code silently fell back to an elementwise product in that case, duplicating
+# `product`.
 _BINARY_BUILTINS: tuple[BinaryOp, ...] = (
     BinaryOp("sum", torch.add, "none", commutative=True),
     BinaryOp("difference", torch.sub, "none", commutative=False),

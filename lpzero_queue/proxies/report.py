@@ -68,6 +68,7 @@ class Report:
     setup: ScoringSetup
     batch_hashes: tuple[str, ...]
     rows: list[ReportRow]
+    max_archs: int | None = None  # the split cut to its first N architectures (a quick look)
     # Ground truth per architecture id, oriented higher-is-better.
     truth: dict[int, float] = field(default_factory=dict, hash=False, compare=False)
     higher_truth: bool = True
@@ -103,18 +104,25 @@ def run_report(
     shard_size: int = 25,
     progress: Callable[[int, int], None] | None = None,
     details: dict[str, Any] | None = None,
+    max_archs: int | None = None,
 ) -> Report:
     """Score ``proxies`` on a split of a benchmark, store evaluations and correlations.
 
     Args:
         progress: called with (units done, units total) as work completes.
         details: extra JSON stored with every correlation row (e.g. the search run's id).
+        max_archs: score only the first N architectures of the split; the stored split label
+            ends in ``:firstN`` so the figure is never mistaken for the whole split's.
     """
     with transaction(sessions) as s:
         bench = s.scalars(select(Benchmark).where(Benchmark.name == bench_name)).one()
         archs = s.scalars(select(Architecture).where(Architecture.benchmark_id == bench.id)).all()
         by_pos = {a.position: a for a in archs}
         chosen = [by_pos[p] for p in split_positions(list(by_pos), split, split_spec)]
+        if max_archs is not None and max_archs < len(chosen):
+            chosen = chosen[:max_archs]
+        else:
+            max_archs = None
         truth = dict(
             s.execute(
                 select(GroundTruth.architecture_id, GroundTruth.value).where(
@@ -140,6 +148,8 @@ def run_report(
 
     table = score_missing(sessions, job, executor, shard_size=shard_size, progress=progress)
     split_label = split if split == "all" else f"{split}:{split_spec.label}"
+    if max_archs is not None:
+        split_label += f":first{max_archs}"
     report_rows = []
     with transaction(sessions) as s:
         for spec in proxies:
@@ -185,6 +195,7 @@ def run_report(
         setup=setup,
         batch_hashes=tuple(hashes[sd] for sd in seeds),
         rows=report_rows,
+        max_archs=max_archs,
         truth={a: v if higher_truth else -v for a, v in truth.items()},
         higher_truth=higher_truth,
     )

@@ -43,11 +43,31 @@ class ScoringSetup:
         batch_size: int | None = None,
         seq_len: int | None = None,
         linear_scope: str | None = None,
+        max_seq_len: int | None = None,
     ) -> ScoringSetup:
-        """Fill in the space's defaults and validate (ValueError naming valid values)."""
+        """Fill in the space's defaults and validate (ValueError naming valid values).
+
+        Args:
+            max_seq_len: The longest sequence every architecture of the benchmark accepts
+                (``catalog.max_seq_len``). Without ``seq_len`` the sequence length is the
+                space's default or this, whichever is shorter; a longer ``seq_len`` is refused.
+        """
+        from lpzero_queue.benchmarks.batches import MIN_SEQ_LEN
         from lpzero_queue.proxies.inputs import DEFAULT_BATCH, resolve_linear_scope
 
         default_b, default_t = DEFAULT_BATCH[space]
+        if max_seq_len is not None:
+            if max_seq_len < MIN_SEQ_LEN:
+                raise ValueError(
+                    f"the benchmark's architectures accept at most {max_seq_len} tokens, "
+                    f"below the shortest proxy batch ({MIN_SEQ_LEN})"
+                )
+            if seq_len is not None and seq_len > max_seq_len:
+                raise ValueError(
+                    f"--seq-len {seq_len} is longer than the benchmark's architectures accept; "
+                    f"valid: at most {max_seq_len}"
+                )
+            default_t = min(default_t, max_seq_len)
         return cls(
             space=space,
             builder=resolve_builder(space, builder),

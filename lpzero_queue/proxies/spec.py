@@ -11,7 +11,7 @@ from lpzero_queue.proxies.parser import ExpressionSyntaxError
 
 Direction = Literal["higher", "lower"]
 
-# The published LPZero proxies, written in our expression language (method.md section 8).
+# The published LPZero proxies, written in our expression language (docs/method.md section 8).
 NAMED_EXPRESSIONS: dict[str, tuple[str, Direction]] = {
     "lpzero-gpt2": (LPZERO_GPT2, "lower"),
     "lpzero-flexibert": (LPZERO_FLEXIBERT, "higher"),

@@ -1,4 +1,4 @@
-"""The configuration of one genetic-programming search run (method.md sections 5 and 6).
+"""The configuration of one genetic-programming search run (docs/method.md sections 5 and 6).
 
 A run is a pure function of its resolved :class:`SearchConfig` and seed, so the configuration is
 frozen, validated when it is built (a bad value fails with one line naming the key and the valid
@@ -45,6 +45,9 @@ _MIN_INT: dict[str, int] = {
     "select_top": 1,
 }
 _OPTIONAL_POSITIVE_INT = ("batch_size", "seq_len")
+# Probe architectures when the configuration does not say: this many, or the whole search split
+# when it is smaller (a probe needs at least 3, as the search split does).
+DEFAULT_PROBE_SIZE = 10
 _OPTIONAL_STR = ("builder", "objective", "linear_scope")
 
 
@@ -52,7 +55,7 @@ _OPTIONAL_STR = ("builder", "objective", "linear_scope")
 class SearchConfig:
     """Every knob of a search run; defaults follow the published LPZero search.
 
-    Attributes are documented inline; see method.md section 5 for the published values.
+    Attributes are documented inline; see docs/method.md section 5 for the published values.
     """
 
     population: int = 80
@@ -79,7 +82,7 @@ class SearchConfig:
     rps: bool = True  # rule-based pruning; False: only hard failures are recorded, nothing skipped
     # Probe set: the first `probe_size` architectures of the fitness sample, scored first (their
     # scores are reused for the full fitness). 0 disables the probe stage.
-    probe_size: int = 10
+    probe_size: int = DEFAULT_PROBE_SIZE  # from_dict without it: min(this, sample)
     # A candidate stops when its probe correlation < median(population fitness) - probe_margin.
     # A Spearman rho on 10 architectures has a standard error of about 1/sqrt(9) = 0.33, so 0.3
     # stops only candidates about one standard error below the middle of the population.
@@ -237,6 +240,8 @@ class SearchConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
         """Build a configuration from a (JSON) mapping; missing keys take their defaults.
 
+        A missing ``probe_size`` follows ``sample``: ``min(DEFAULT_PROBE_SIZE, sample)``.
+
         Raises:
             ValueError: one line naming an unknown key (with the valid keys) or an invalid value
                 (with the valid values).
@@ -248,6 +253,9 @@ class SearchConfig:
                     f"unknown search setting {key!r}; valid settings: {', '.join(known)}"
                 )
         values = dict(data)
+        sample = values.get("sample", cls.sample)
+        if "probe_size" not in values and _is_real(sample):
+            values["probe_size"] = min(DEFAULT_PROBE_SIZE, sample)
         for key in ("inputs", "reductions"):
             if isinstance(values.get(key), list):
                 values[key] = tuple(values[key])

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from lpzero_queue.benchmarks.catalog import max_seq_len
 from lpzero_queue.benchmarks.splits import SplitSpec, search_positions, validation_positions
 from lpzero_queue.errors import LpzqError, NotFoundError
 from lpzero_queue.execution.base import Executor
@@ -91,9 +92,10 @@ def create_run(sessions: sessionmaker[Session], bench_name: str, config: SearchC
                 batch_size=config.batch_size,
                 seq_len=config.seq_len,
                 linear_scope=config.linear_scope,
+                max_seq_len=max_seq_len(s, bench),
             )
         except ValueError as exc:
-            raise LpzqError(str(exc)) from None
+            raise LpzqError(f"{bench_name}: {exc}") from None
         n_archs = s.scalar(
             select(func.count())
             .select_from(Architecture)

@@ -1,4 +1,4 @@
-"""Rule-based pruning (RPS, method.md section 6) as explicit, named rules.
+"""Rule-based pruning (RPS, docs/method.md section 6) as explicit, named rules.
 
 Every rejected candidate records the name of the rule that fired.
 

@@ -1,4 +1,4 @@
-"""Variation operators: uniform crossover and per-gene mutation (method.md section 5)."""
+"""Variation operators: uniform crossover and per-gene mutation (docs/method.md section 5)."""
 
 from __future__ import annotations
 

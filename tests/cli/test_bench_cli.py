@@ -25,6 +25,8 @@ def test_load_twice_show_and_list(cli_env: dict[str, str]) -> None:
     assert first.returncode == 0, first.stderr
     assert "gpt2-wt103: loaded (200 architectures)" in first.stdout
     assert "created the schema" in first.stdout
+    # Without a terminal, loading reports progress in lines (always the last one).
+    assert "lpzq: loading gpt2-wt103: 200/200 after " in first.stderr, first.stderr
     second = run_lpzq("bench", "load", "gpt2-wt103", env=cli_env)
     assert "already loaded, unchanged (200 architectures)" in second.stdout
     show = run_lpzq("bench", "show", "gpt2-wt103", env=cli_env)

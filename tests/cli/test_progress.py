@@ -21,3 +21,27 @@ def test_progress_without_a_terminal_prints_lines(
         "best +0.500"
     )
     assert lines[1].startswith("lpzq: search run 7: 26/26") and lines[1].endswith("best +0.800")
+
+
+def test_lines_carry_an_eta_at_the_rate_so_far(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = iter([1000.0, 1040.0, 1100.0])  # started, then two reports
+    monkeypatch.setattr(_progress.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(_progress, "LOG_EVERY_S", 30.0)
+    with _progress.progress_bar("loading flexibert") as advance:
+        advance(100, 500)  # 40 s for 100: 160 s for the other 400
+        advance(500, 500)
+    first, last = capsys.readouterr().err.strip().splitlines()
+    assert first == "lpzq: loading flexibert: 100/500 after 40 s  eta 2 min 40 s"
+    assert last == "lpzq: loading flexibert: 500/500 after 100 s"
+
+
+def test_eta_text() -> None:
+    assert [_progress.eta_text(s) for s in (4.4, 59.6, 61, 3599, 7380)] == [
+        "4 s",
+        "1 min 0 s",
+        "1 min 1 s",
+        "59 min 59 s",
+        "2 h 3 min",
+    ]

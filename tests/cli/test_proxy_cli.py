@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.conftest import import_short_gpt2, one_process
 from tests.conftest import run_lpzq
 
 SMALL = ("--split", "search", "--search-size", "5", "--batch-size", "2", "--seq-len", "16")
@@ -90,3 +91,43 @@ def test_bad_linear_scope_is_a_one_line_error(cli_env: dict[str, str]) -> None:
     )
     assert out.returncode == 1
     assert "unknown linear scope 'every'; expected one of: mixer, all" in out.stderr
+
+
+def _count(db: Path, sql: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+@pytest.mark.slow
+def test_short_context_benchmark_takes_its_sequence_length(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    cli_env = one_process(cli_env)
+    import_short_gpt2(cli_env, tmp_path, tgt_len=32)
+    out = run_lpzq(
+        "proxy", "eval", "lpzero-gpt2", "--bench", "short", "--split", "all", "--batch-size", "2",
+        env=cli_env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    header = next(line for line in out.stdout.splitlines() if line.startswith("short:"))
+    assert "n=8" in header
+    assert "batch 2x32 (the longest sequence every architecture accepts)" in header, header
+    db = next((tmp_path / "data").rglob("lpzq.sqlite3"))
+    assert _count(db, "SELECT COUNT(*) FROM evaluations WHERE status = 'error'") == 0
+    assert _count(db, "SELECT COUNT(*) FROM evaluations WHERE status = 'ok'") > 8
+    stored = _count(db, "SELECT COUNT(*) FROM evaluations")
+    # A longer sequence is refused before any work, by every command that scores.
+    for command in (
+        ("proxy", "baselines", "--only", "params"),
+        ("proxy", "eval", "lpzero-gpt2"),
+        ("search", "start"),
+    ):
+        refused = run_lpzq(*command, "--bench", "short", "--seq-len", "48", env=cli_env)
+        assert refused.returncode == 1, command
+        assert refused.stderr.strip().splitlines() == [
+            "lpzq: error: short: --seq-len 48 is longer than the benchmark's architectures "
+            "accept; valid: at most 32"
+        ], (command, refused.stderr)
+    assert _count(db, "SELECT COUNT(*) FROM evaluations") == stored
+    assert _count(db, "SELECT COUNT(*) FROM input_batches WHERE seq_len = 48") == 0
+    assert _count(db, "SELECT COUNT(*) FROM search_runs") == 0

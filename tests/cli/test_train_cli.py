@@ -23,6 +23,10 @@ def test_bench_create_then_search_start(cli_env: dict[str, str]) -> None:
     assert created.returncode == 0, created.stderr
     assert "mini: created (4 architectures; valid_ppl min" in created.stdout
     assert "noise ceiling (valid_ppl, training seed 0 vs 1, n=4): Kendall" in created.stdout
+    # Without a terminal, training reports its progress in lines (always the last one).
+    last = [line for line in created.stderr.splitlines() if line.startswith("lpzq: training mini:")]
+    assert last and last[-1].startswith("lpzq: training mini: 16/16 after "), created.stderr
+    assert last[-1].endswith("jobs 8/8 finished")
     show = run_lpzq("bench", "show", "mini", "--json", env=cli_env)
     overview = json.loads(show.stdout)
     assert overview["architectures"] == 4 and overview["metric"] == "valid_ppl"

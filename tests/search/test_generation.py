@@ -289,6 +289,19 @@ def test_config_round_trips_and_rejects_bad_values() -> None:
     assert [SMALL.children_in(g) for g in range(1, SMALL.generations + 1)] == [8] * 7 + [4]
 
 
+def test_default_probe_size_follows_the_sample() -> None:
+    assert SearchConfig.from_dict({}).probe_size == 10
+    assert SearchConfig.from_dict({"sample": 8}).probe_size == 8
+    assert SearchConfig.from_dict({"sample": 3}).probe_size == 3
+    assert SearchConfig.from_dict({"sample": 30}).probe_size == 10
+    assert SearchConfig.from_dict({"sample": 8, "probe_size": 0}).probe_size == 0
+    # Only a value the user gave can be impossible.
+    with pytest.raises(ValueError, match=r"'probe_size': 12; .*\[3, sample=8\]"):
+        SearchConfig.from_dict({"sample": 8, "probe_size": 12})
+    with pytest.raises(ValueError, match="'sample'"):
+        SearchConfig.from_dict({"sample": 2})
+
+
 def test_search_with_a_free_reduction_is_deterministic_and_uses_both() -> None:
     config = dataclasses.replace(SMALL, reductions=("mean", "total"))
     a = run(config, seed=5, order_seed=1)
