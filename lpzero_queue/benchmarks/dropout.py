@@ -41,7 +41,7 @@ def host_drawn_dropout(x: Tensor, p: float, training: bool) -> Tensor:
 class HostDrawnDropout(nn.Dropout):
     """``nn.Dropout`` drawing its masks on the CPU (see the module docstring)."""
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002 - nn.Dropout's parameter name
+    def forward(self, input: Tensor) -> Tensor:
         """Apply dropout in train mode; identity in eval mode."""
         if self.inplace:
             raise ValueError("HostDrawnDropout does not support inplace=True")

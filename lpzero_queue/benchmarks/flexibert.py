@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lpzero_queue.benchmarks.dropout import HostDrawnDropout
 from lpzero_queue.benchmarks.flexibert_mixers import (
     DynamicSpanConv,
     LinearTransform,
     SelfAttention,
     SeparableConv1d,
 )
-from lpzero_queue.benchmarks.dropout import HostDrawnDropout
 from lpzero_queue.benchmarks.taps import Tap
 
 FLEXIBERT_BUILDERS: Final[tuple[str, ...]] = ("faithful", "lpzero")
