@@ -48,6 +48,7 @@ __all__ = [
     "branch_values",
     "evaluate_archs",
     "pair_score",
+    "score_results",
 ]
 
 # Group size on accelerators: one kernel per shape and pack (host page faults, which bound the
@@ -250,6 +251,39 @@ def branch_values(
     return [{b: v[c] for b, c in canon.items()} for v in values]
 
 
+def score_results(
+    exprs: Sequence[Expression], per_branch: Mapping[Branch, BranchValue]
+) -> list[EvalResult]:
+    """Each expression's result from its branches' values, with one host transfer.
+
+    Returns:
+        One result per expression, in order: "ok" with a finite score, "nonfinite" (score None),
+        or "error" with the exception text.
+    """
+    scores: list[Tensor] = []
+    errors: dict[int, str] = {}
+    for j, e in enumerate(exprs):
+        left, right = per_branch[e.left], per_branch[e.right]
+        try:
+            for value in (left, right):
+                if isinstance(value, Exception):
+                    raise value
+            assert isinstance(left, Tensor) and isinstance(right, Tensor)
+            scores.append(pair_score(e, left, right))
+        except Exception as exc:
+            errors[j] = f"{type(exc).__name__}: {exc}"
+    host = iter(torch.stack(scores).tolist() if scores else [])  # one transfer
+    results: list[EvalResult] = []
+    for j in range(len(exprs)):
+        if j in errors:
+            results.append(EvalResult(None, "error", errors[j]))
+            continue
+        score = float(next(host))
+        finite = score - score == 0.0  # False for NaN and +-inf
+        results.append(EvalResult(score, "ok") if finite else EvalResult(None, "nonfinite"))
+    return results
+
+
 def evaluate_archs(
     exprs: Sequence[Expression],
     archs: Sequence[Mapping[str, Sequence[Tensor]]],
@@ -273,28 +307,4 @@ def evaluate_archs(
     values = branch_values(
         [b for e in exprs for b in (e.left, e.right)], archs, memos=memos, pack_bytes=pack_bytes
     )
-    out: list[list[EvalResult]] = []
-    for per_branch in values:
-        scores: list[Tensor] = []
-        errors: dict[int, str] = {}
-        for j, e in enumerate(exprs):
-            left, right = per_branch[e.left], per_branch[e.right]
-            try:
-                for value in (left, right):
-                    if isinstance(value, Exception):
-                        raise value
-                assert isinstance(left, Tensor) and isinstance(right, Tensor)
-                scores.append(pair_score(e, left, right))
-            except Exception as exc:
-                errors[j] = f"{type(exc).__name__}: {exc}"
-        host = iter(torch.stack(scores).tolist() if scores else [])  # one transfer
-        results: list[EvalResult] = []
-        for j in range(len(exprs)):
-            if j in errors:
-                results.append(EvalResult(None, "error", errors[j]))
-                continue
-            score = float(next(host))
-            finite = score - score == 0.0  # False for NaN and +-inf
-            results.append(EvalResult(score, "ok") if finite else EvalResult(None, "nonfinite"))
-        out.append(results)
-    return out
+    return [score_results(exprs, per_branch) for per_branch in values]

@@ -28,6 +28,7 @@ from lpzero_queue.proxies._engine import (
     evaluate_archs,
     input_tensors,
     pair_score,
+    score_results,
 )
 from lpzero_queue.proxies.operators import BINARY_OPS, INPUT_NAMES, REDUCTIONS, UNARY_OPS
 from lpzero_queue.proxies.parser import DEFAULT_REDUCTION, ExpressionSyntaxError, parse_raw
@@ -382,18 +383,4 @@ def evaluate_many(
     if stacked:
         return evaluate_archs(exprs, [inputs], memos=[memo])[0]
     means = reference_branch_means([b for e in exprs for b in (e.left, e.right)], inputs)
-    results: list[EvalResult] = []
-    for e in exprs:
-        left, right = means[e.left], means[e.right]
-        try:
-            for value in (left, right):
-                if isinstance(value, Exception):
-                    raise value
-            assert isinstance(left, Tensor) and isinstance(right, Tensor)
-            score = float(pair_score(e, left, right))
-        except Exception as exc:
-            results.append(EvalResult(None, "error", f"{type(exc).__name__}: {exc}"))
-            continue
-        finite = score - score == 0.0  # False for NaN and +-inf
-        results.append(EvalResult(score, "ok") if finite else EvalResult(None, "nonfinite"))
-    return results
+    return score_results(exprs, means)

@@ -172,19 +172,24 @@ def score_unit(unit: WorkUnit, cache: InputCache, device: str = "cpu") -> list[S
             ]
     for arch in unit.archs if unit.baselines else ():
         results_b = score_baselines(
-            list(unit.baselines),
-            setup.space,
-            arch.config,
-            builder=setup.builder,
-            seed=unit.seed,
-            batch=batch,
-            objective=setup.objective,
+            list(unit.baselines), setup.space, arch.config, **_model_args(unit, batch)
         )
         rows[arch.id].extend(
             ScoreRow(arch.id, name, r.score, r.status, r.error, r.seconds, device="cpu")
             for name, r in results_b.items()
         )
     return [row for arch in unit.archs for row in rows[arch.id]]
+
+
+def _model_args(unit: WorkUnit, batch: InputBatch) -> dict[str, Any]:
+    """How a unit's models are built and run (inputs and baselines alike)."""
+    setup = unit.setup
+    return {
+        "builder": setup.builder,
+        "seed": unit.seed,
+        "batch": batch,
+        "objective": setup.objective,
+    }
 
 
 def _arch_inputs(
@@ -209,10 +214,7 @@ def _arch_inputs(
             compute_inputs,
             setup.space,
             arch.config,
-            builder=setup.builder,
-            seed=unit.seed,
-            batch=batch,
-            objective=setup.objective,
+            **_model_args(unit, batch),
             device=device,
             linear_scope=setup.linear_scope,
         ),
