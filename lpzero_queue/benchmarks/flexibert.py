@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lpzero_queue.benchmarks.dropout import HostDrawnDropout
 from lpzero_queue.benchmarks.flexibert_mixers import (
     DynamicSpanConv,
     LinearTransform,
@@ -163,7 +164,7 @@ class FlexiEmbeddings(nn.Module):
         self.position = nn.Embedding(MAX_POSITIONS, EMBEDDING_SIZE)
         self.token_type = nn.Embedding(TYPE_VOCAB, EMBEDDING_SIZE)
         self.norm = nn.LayerNorm(EMBEDDING_SIZE, eps=LN_EPS)
-        self.dropout = nn.Dropout(HIDDEN_DROPOUT)
+        self.dropout = HostDrawnDropout(HIDDEN_DROPOUT)
         self.project = nn.Linear(EMBEDDING_SIZE, hidden) if hidden != EMBEDDING_SIZE else None
         self.tap = Tap("embedding")
 
@@ -186,7 +187,7 @@ class AddNorm(nn.Module):
     def __init__(self, d_in: int, hidden: int) -> None:
         super().__init__()
         self.dense = nn.Linear(d_in, hidden)
-        self.dropout = nn.Dropout(HIDDEN_DROPOUT)
+        self.dropout = HostDrawnDropout(HIDDEN_DROPOUT)
         self.norm = nn.LayerNorm(hidden, eps=LN_EPS)
 
     def forward(self, x: Tensor, residual: Tensor) -> Tensor:
@@ -286,7 +287,8 @@ class FlexiBertForMaskedLM(nn.Module):
 
     Args:
         model: The encoder (its parameters are shared, not copied).
-        seed: Seeds the generator that initialises the head.
+        seed: Seeds the CPU generator that initialises the head (then moved to the encoder's
+            device, so every device starts from the same head).
     """
 
     def __init__(self, model: FlexiBertModel, *, seed: int) -> None:
@@ -299,12 +301,16 @@ class FlexiBertForMaskedLM(nn.Module):
             self.norm = nn.LayerNorm(EMBEDDING_SIZE, eps=LN_EPS)
         self.bias = nn.Parameter(torch.zeros(VOCAB_SIZE, device=device))
         for m in (self.dense, self.norm):
-            m.to_empty(device=device)
-        gen = torch.Generator(device=device).manual_seed(seed)
+            m.to_empty(device="cpu")
+        # Drawn on the CPU and then moved: a CUDA generator gives other numbers for the same
+        # seed, and the head's weights reach every gradient of the mlm objective.
+        gen = torch.Generator(device="cpu").manual_seed(seed)
         nn.init.normal_(self.dense.weight, 0.0, INIT_STD, generator=gen)
         nn.init.zeros_(self.dense.bias)
         nn.init.ones_(self.norm.weight)
         nn.init.zeros_(self.norm.bias)
+        for m in (self.dense, self.norm):
+            m.to(device)
 
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor | None = None, labels: Tensor | None = None

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lpzero_queue.benchmarks.dropout import HostDrawnDropout
 from lpzero_queue.benchmarks.taps import Tap
 
 
@@ -74,7 +75,7 @@ class SelfAttention(nn.Module):
         self.key = nn.Linear(hidden, hidden)
         self.value = nn.Linear(hidden, hidden)
         self.softmax_tap = Tap("softmax")
-        self.dropout = nn.Dropout(attn_dropout)
+        self.dropout = HostDrawnDropout(attn_dropout)
 
     def linears(self) -> list[nn.Linear]:
         """The mixer's Linear layers in module order."""
@@ -195,7 +196,7 @@ class DynamicSpanConv(nn.Module):
         self.conv_kernel = nn.Linear(width, self.n_heads * kernel)
         self.conv_out = nn.Linear(hidden, width)
         self.softmax_tap = Tap("softmax")
-        self.dropout = nn.Dropout(attn_dropout)
+        self.dropout = HostDrawnDropout(attn_dropout)
 
     def linears(self) -> list[nn.Linear]:
         """The mixer's Linear layers in module order (the separable conv is not a Linear)."""

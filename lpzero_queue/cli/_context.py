@@ -82,6 +82,7 @@ class Runtime:
             spill_dir=self.settings.cache_dir / "inputs",
             processes=self.settings.effective_local_processes,
             torch_threads=self.settings.scoring_threads,
+            device=self.settings.device,
         )
 
     @property

@@ -102,6 +102,12 @@ def worker(
         _check(app)
         return
     if chosen == "cuda":
+        if concurrency != 1:  # each child would hold its own CUDA context, cache and memos
+            raise LpzqError(
+                f"--device cuda takes --concurrency 1, got {concurrency}: one worker process "
+                "per GPU holds the inputs and branch memos on the device (start one worker per "
+                "GPU, e.g. with CUDA_VISIBLE_DEVICES)"
+            )
         _require_cuda()
     check_broker(app, retries=5)
 

@@ -94,6 +94,15 @@ def score_as_result(unit: WorkUnit, cache: InputCache, device: str = "cpu") -> l
         return error_rows(unit, f"{type(exc).__name__}: {exc}")
 
 
+def resolve_device(device: str) -> str:
+    """``cpu`` or ``cuda`` for a ``device`` setting (``auto``: cuda when one is visible)."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def use_scoring_threads(threads: int) -> int:
     """Set this process's intra-op torch threads for scoring; returns the count in force.
 

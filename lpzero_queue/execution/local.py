@@ -27,6 +27,7 @@ from lpzero_queue.execution.base import (
     UnitFailedError,
     describe,
     executor_label,
+    resolve_device,
     score_as_result,
     use_scoring_threads,
 )
@@ -34,7 +35,7 @@ from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
 
 
 def _child(conn: Connection, cache_bytes: int, spill_dir: Path | None, threads: int) -> None:
-    """A child process: score the sub-units it receives until it gets None."""
+    """A child process (CPU only): score the sub-units it receives until it gets None."""
     from lpzero_queue.proxies.cache import InputCache
 
     use_scoring_threads(threads)
@@ -44,7 +45,7 @@ def _child(conn: Connection, cache_bytes: int, spill_dir: Path | None, threads: 
         if payload is None:
             return
         try:
-            rows = score_as_result(WorkUnit.from_payload(payload), cache)
+            rows = score_as_result(WorkUnit.from_payload(payload), cache, "cpu")
             conn.send(("ok", [r.__dict__ for r in rows]))
         except Exception as exc:  # infrastructure: reported to the parent, which stops
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -58,6 +59,9 @@ class LocalExecutor:
         spill_dir: where evicted inputs go (None: dropped).
         processes: scoring processes; 1 scores in this process.
         torch_threads: intra-op torch threads of each scoring process; 0 means 1.
+        device: ``cpu``, ``cuda`` or ``auto`` (cuda when visible). On cuda this process scores
+            alone (one process per GPU, holding the cache on the device), whatever
+            ``processes`` says.
     """
 
     def __init__(
@@ -67,10 +71,12 @@ class LocalExecutor:
         spill_dir: Path | None = None,
         processes: int = 1,
         torch_threads: int = 0,
+        device: str = "cpu",
     ) -> None:
         from lpzero_queue.proxies.cache import InputCache
 
-        self.processes = max(1, processes)
+        self.device = resolve_device(device)
+        self.processes = 1 if self.device != "cpu" else max(1, processes)
         self.torch_threads = torch_threads or 1
         self.name = executor_label("in-process", self.torch_threads)
         self.cache = InputCache(max_bytes=cache_bytes, spill_dir=spill_dir)
@@ -156,7 +162,7 @@ class LocalExecutor:
             for unit in units:
                 use_scoring_threads(self.torch_threads)
                 try:
-                    rows = score_as_result(unit, self.cache)
+                    rows = score_as_result(unit, self.cache, self.device)
                 except Exception as exc:
                     raise self._failed(unit, f"{type(exc).__name__}: {exc}") from exc
                 torch.set_num_threads(before)

@@ -43,6 +43,7 @@ from lpzero_queue.execution._lease import (
 from lpzero_queue.execution.base import (
     attempts_text,
     error_rows,
+    resolve_device,
     score_as_result,
     use_scoring_threads,
 )
@@ -90,9 +91,7 @@ def configure_worker_process(settings: Settings, device: str) -> None:
     import torch
 
     use_scoring_threads(settings.scoring_threads)
-    resolved = device
-    if device == "auto":
-        resolved = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = resolve_device(device)
     if resolved == "cuda":
         torch.cuda.set_device(0)
     _engines.clear()  # never reuse connections inherited across fork
@@ -273,7 +272,7 @@ def execute_unit(
         OperationalError | InterfaceError: the database was unreachable before leasing; the
             Celery task retries these with backoff.
     """
-    from lpzero_queue.proxies.scoring import WorkUnit
+    from lpzero_queue.proxies.scoring import WorkUnit, device_label
 
     engine = _engine(database_url)
     attempt = lease_unit(engine, unit_id, worker, lease_s, unit_key)
@@ -305,7 +304,10 @@ def execute_unit(
     started = time.perf_counter()
     timeout = f"timeout after {soft_time_limit_s or 'the soft time limit'} s"
     try:
-        result = {"torch_threads": use_scoring_threads(threads), "device": _state["device"]}
+        result = {
+            "torch_threads": use_scoring_threads(threads),
+            "device": device_label(_state["device"]),
+        }
         try:
             _test_hooks()
             rows = _timeouts(score_as_result(unit, worker_cache(), _state["device"]), timeout)

@@ -101,7 +101,7 @@ def stacked_frobenius_norm(x: Tensor) -> Tensor:
     r = _rows(x)
     plain = torch.linalg.vector_norm(r, dim=1)  # (G,)
     in_range = (plain > 1e-100) & (plain < 1e100)  # False for NaN
-    if bool(in_range.all()):
+    if r.device.type == "cpu" and bool(in_range.all()):  # elsewhere: no host round trip
         return plain
     scale = r.abs().amax(dim=1)  # (G,) max |x|
     usable = torch.isfinite(scale) & (scale > 0)
@@ -151,11 +151,15 @@ class StackedList:
         self.groups = groups
 
     @classmethod
-    def from_tensors(cls, tensors: Sequence[Tensor]) -> StackedList | None:
+    def from_tensors(
+        cls, tensors: Sequence[Tensor], max_group_bytes: int | None = None
+    ) -> StackedList | None:
         """Cast and stack a list (one float64 copy of it); None if a tensor is empty.
 
         Empty tensors are left to the per-tensor loop, which reports them exactly as published.
+        ``max_group_bytes`` bounds a group (None: ``MAX_GROUP_BYTES``, which suits the CPU).
         """
+        limit = MAX_GROUP_BYTES if max_group_bytes is None else max_group_bytes
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, t in enumerate(tensors):
             if t.numel() == 0:
@@ -164,7 +168,7 @@ class StackedList:
         groups: list[tuple[Tensor, Tensor]] = []
         for shape, same in by_shape.items():
             per_tensor = 8 * math.prod(shape)  # float64 bytes
-            size = max(1, MAX_GROUP_BYTES // per_tensor)
+            size = max(1, limit // per_tensor)
             for start in range(0, len(same), size):
                 positions = same[start : start + size]
                 first = tensors[positions[0]]

@@ -37,6 +37,8 @@ __all__ = ["CacheStats", "InputCache"]
 SPILL_FORMAT: Final = 1  # bump when the spill file layout changes (old files are then recomputed)
 MIN_FREE_DISK: Final = 2 * 2**30  # never fill the disk with spill files
 DEFAULT_SPILL_FACTOR: Final = 4  # default spill budget: this many times the RAM budget
+# Branch memos kept (architectures); each holds at most _engine.MEMO_MAX_BRANCHES small vectors.
+MEMO_ARCHS: Final = 512
 
 _log = logging.getLogger(__name__)
 _warned: set[str] = set()  # kinds of spill failure already reported by this process
@@ -114,6 +116,7 @@ class InputCache:
         self._entries: OrderedDict[str, ProxyInputs] = OrderedDict()  # oldest first
         self._bytes = 0
         self._on_disk: set[str] = set()  # digests written or read by this cache
+        self._memos: OrderedDict[str, dict[Any, Any]] = OrderedDict()  # branch memos, LRU
         self._counts = dict.fromkeys(
             (
                 "hits",
@@ -180,9 +183,25 @@ class InputCache:
         self._counts["disk_loads" if from_disk else "computes"] += 1
         return entry
 
+    def memo(self, key: InputsKey) -> dict[Any, Any]:
+        """The branch memo of ``key``'s inputs (see ``proxies._engine``), created on first use.
+
+        Memos are small (one float64 per tensor per branch) and outlive their entry's eviction:
+        a memoised branch needs no inputs. The ``MEMO_ARCHS`` most recently used are kept.
+        """
+        digest = key.digest
+        memo = self._memos.get(digest)
+        if memo is None:
+            memo = self._memos[digest] = {}
+            while len(self._memos) > MEMO_ARCHS:
+                self._memos.popitem(last=False)
+        self._memos.move_to_end(digest)
+        return memo
+
     def clear(self) -> None:
-        """Drop every entry from RAM (spill files stay); counters are kept."""
+        """Drop every entry and memo from RAM (spill files stay); counters are kept."""
         self._entries.clear()
+        self._memos.clear()
         self._bytes = 0
 
     # -- internals ------------------------------------------------------------------------------

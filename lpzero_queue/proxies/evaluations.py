@@ -199,6 +199,7 @@ def store_rows(
             "error": (r.error or "")[:2000] or None,
             "seconds": r.seconds,
             "worker": worker,
+            "device": r.device,
             "attempts": 1,
         }
         for r in rows

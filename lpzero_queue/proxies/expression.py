@@ -14,15 +14,23 @@ wrapper, ``total(sum(l1_norm(square(weight)), square(softmax(grad))))``;
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, cast
 
 import torch
 from torch import Tensor
 
-from lpzero_queue.proxies._stacked import StackedList
+from lpzero_queue.proxies._engine import (
+    EvalResult,
+    Memo,
+    ProxyInputError,
+    branch_values,
+    evaluate_archs,
+    input_tensors,
+    pair_score,
+    score_results,
+)
 from lpzero_queue.proxies.operators import BINARY_OPS, INPUT_NAMES, REDUCTIONS, UNARY_OPS
 from lpzero_queue.proxies.parser import DEFAULT_REDUCTION, ExpressionSyntaxError, parse_raw
 
@@ -39,6 +47,7 @@ __all__ = [
     "canonicalize",
     "constant_branch_value",
     "evaluate",
+    "evaluate_archs",
     "evaluate_many",
     "format_expression",
     "is_provably_constant",
@@ -56,10 +65,6 @@ SCALAR_NORMALIZERS = frozenset(
 
 
 Reduction = Literal["mean", "total"]
-
-
-class ProxyInputError(ValueError):
-    """A proxy input the expression needs is missing, empty, or not a list of tensors."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,7 @@ def parse_expression(text: str) -> Expression:
     return Expression(binary, left, right, cast(Reduction, reduce))
 
 
-def _canonical_chain(chain: Sequence[str]) -> tuple[str, ...]:
+def canonical_chain(chain: Sequence[str]) -> tuple[str, ...]:
     # A stack is the reduced prefix: it never holds two equal adjacent idempotent or self-inverse
     # operators, so cascades (negate(abs(abs(negate(x)))) ...) reduce in one pass.
     stack: list[str] = []
@@ -190,8 +195,8 @@ def canonicalize(e: Expression) -> Expression:
     Returns:
         The canonical expression (idempotent: canonicalising it again changes nothing).
     """
-    left = Branch(e.left.input, _canonical_chain(e.left.unary))
-    right = Branch(e.right.input, _canonical_chain(e.right.unary))
+    left = Branch(e.left.input, canonical_chain(e.left.unary))
+    right = Branch(e.right.input, canonical_chain(e.right.unary))
     if BINARY_OPS[e.binary].commutative and str(right) < str(left):
         left, right = right, left
     return Expression(e.binary, left, right, e.reduce)
@@ -264,104 +269,60 @@ def is_provably_constant(e: Expression) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class EvalResult:
-    """Outcome of evaluating one expression on one architecture's inputs.
-
-    Attributes:
-        score: The proxy value; None unless status is "ok".
-        status: "ok", "nonfinite" (NaN or infinite score) or "error" (an exception was raised).
-        error: ``"ExceptionType: message"`` when status is "error", else None.
-    """
-
-    score: float | None
-    status: Literal["ok", "nonfinite", "error"]
-    error: str | None = None
-
-
-@dataclass
-class _Node:
-    children: dict[str, _Node] = field(default_factory=dict)
-    terminal: bool = False
-
-
-def _input_tensors(inputs: Mapping[str, Sequence[Tensor]], name: str) -> Sequence[Tensor]:
-    tensors = inputs.get(name)
-    if tensors is None:
-        raise ProxyInputError(f"input {name!r} is missing")
-    if len(tensors) == 0:
-        raise ProxyInputError(f"input {name!r} is an empty list")
-    if not all(isinstance(t, Tensor) for t in tensors):
-        raise ProxyInputError(f"input {name!r} must be a sequence of torch.Tensor")
-    return tensors
-
-
-_State = Sequence[Tensor] | StackedList | Exception
-
-
-def _apply(op_name: str, state: Sequence[Tensor] | StackedList) -> Sequence[Tensor] | StackedList:
+def _reference_apply(op_name: str, state: Sequence[Tensor]) -> Sequence[Tensor]:
     op = UNARY_OPS[op_name]
-    if isinstance(state, StackedList):
-        return state.apply(op)
     return [op.fn(t) for t in state]
 
 
-def _means(state: Sequence[Tensor] | StackedList) -> Tensor:
-    if isinstance(state, StackedList):
-        return state.means()
-    return torch.stack([t.detach().to(torch.float64).mean() for t in state])
+def reference_branch_means(
+    branches: Iterable[Branch], inputs: Mapping[str, Sequence[Tensor]]
+) -> dict[Branch, Tensor | Exception]:
+    """Per-tensor means of each branch by the published per-tensor loop (the reference).
+
+    Each operator acts on each tensor of the list in turn; branches sharing a chain prefix share
+    its computation (chains in sorted order, one path of intermediates alive at a time). The
+    stacked engine (``_engine``) gives the same values up to floating-point rounding.
+    """
+    chains: dict[str, set[tuple[str, ...]]] = {}
+    for b in branches:
+        chains.setdefault(b.input, set()).add(b.unary)
+    out: dict[Branch, Tensor | Exception] = {}
+    for input_name, wanted in chains.items():
+        state: Sequence[Tensor] | Exception
+        try:
+            state = input_tensors(inputs, input_name)
+        except ProxyInputError as exc:
+            state = exc
+        path: list[tuple[tuple[str, ...], Sequence[Tensor] | Exception]] = [((), state)]
+        for chain in sorted(wanted):  # sorted: a chain's prefixes are on the path before it
+            while chain[: len(path[-1][0])] != path[-1][0]:
+                path.pop()
+            for depth in range(len(path[-1][0]) + 1, len(chain) + 1):
+                parent = path[-1][1]
+                try:
+                    value = (
+                        parent
+                        if isinstance(parent, Exception)
+                        else _reference_apply(chain[depth - 1], parent)
+                    )
+                except Exception as exc:
+                    value = exc
+                path.append((chain[:depth], value))
+            value = path[-1][1]
+            out[Branch(input_name, chain)] = (
+                value
+                if isinstance(value, Exception)
+                else torch.stack([t.detach().to(torch.float64).mean() for t in value])
+            )
+    return out
 
 
 def _branch_means(
-    branches: Iterable[Branch], inputs: Mapping[str, Sequence[Tensor]], stacked: bool = True
+    branches: Sequence[Branch], inputs: Mapping[str, Sequence[Tensor]], stacked: bool
 ) -> dict[Branch, Tensor | Exception]:
-    """Per-tensor means of each branch, sharing work between branches with a common prefix.
-
-    The branches of one input form a trie of unary chains, walked depth first: each operator is
-    applied once per trie node (not once per branch), and only one path of intermediate tensors
-    is alive at a time, so memory stays bounded by the chain length, not by the number of branches.
-    With ``stacked``, each input is cast to float64 once and its tensors of equal shape are
-    stacked (``_stacked.StackedList``), so an operator costs one call per shape, not per tensor.
-    """
-    # The stacked path walks canonical chains (no `no_op`, no `abs(abs(x))`, no
-    # `negate(negate(x))`): the same values exactly (the flags are validated exactly), less work.
-    walked = {b: Branch(b.input, _canonical_chain(b.unary)) if stacked else b for b in branches}
-    roots: dict[str, _Node] = {}
-    for b in walked.values():
-        node = roots.setdefault(b.input, _Node())
-        for name in b.unary:
-            node = node.children.setdefault(name, _Node())
-        node.terminal = True
-    out: dict[Branch, Tensor | Exception] = {}
-    for input_name, root in roots.items():
-        state: _State
-        try:
-            state = _input_tensors(inputs, input_name)
-            if stacked:
-                state = StackedList.from_tensors(state) or state  # None: an empty tensor
-        except ProxyInputError as exc:
-            state = exc
-        stack: list[tuple[_Node, tuple[str, ...], _State]] = [(root, (), state)]
-        while stack:
-            node, chain, state = stack.pop()
-            if chain and not isinstance(state, Exception):
-                try:  # `state` holds the parent's tensors until here: apply the last operator
-                    state = _apply(chain[-1], state)
-                except Exception as exc:
-                    state = exc
-            if node.terminal:
-                out[Branch(input_name, chain)] = (
-                    state if isinstance(state, Exception) else _means(state)
-                )
-            for name, child in node.children.items():
-                stack.append((child, (*chain, name), state))
-    return {b: out[w] for b, w in walked.items()}
-
-
-def _combine(e: Expression, left: Tensor, right: Tensor) -> float:
-    n = min(left.numel(), right.numel())  # pair by position; the longer list is truncated (zip)
-    pairs = BINARY_OPS[e.binary].fn(left[:n], right[:n])
-    return float(pairs.mean() if e.reduce == "mean" else pairs.sum())
+    if stacked:
+        return branch_values(branches, [inputs])[0]
+    return reference_branch_means(branches, inputs)
 
 
 def evaluate(
@@ -378,8 +339,9 @@ def evaluate(
     Args:
         e: The expression.
         inputs: Input name -> list of tensors (one per module instance), e.g. from the extractor.
-        stacked: Evaluate tensors of equal shape together (see ``_stacked``); False runs the
-            reference per-tensor loop, which gives the same score up to floating-point rounding.
+        stacked: Evaluate with the stacked engine (``_engine``: tensors of equal shape together);
+            False runs the reference per-tensor loop, which gives the same score up to
+            floating-point rounding.
 
     Returns:
         The score as a Python float (float64); may be NaN or infinite.
@@ -393,41 +355,33 @@ def evaluate(
         if isinstance(value, Exception):
             raise value
     assert isinstance(left, Tensor) and isinstance(right, Tensor)
-    return _combine(e, left, right)
+    return float(pair_score(e, left, right))
 
 
 def evaluate_many(
-    exprs: Sequence[Expression], inputs: Mapping[str, Sequence[Tensor]], *, stacked: bool = True
+    exprs: Sequence[Expression],
+    inputs: Mapping[str, Sequence[Tensor]],
+    *,
+    stacked: bool = True,
+    memo: Memo | None = None,
 ) -> list[EvalResult]:
     """Score one architecture with many expressions, reusing shared branch work.
 
     Branches (input + unary chain) are computed once per call, and chains sharing a prefix share
     its computation; errors are captured per expression instead of raised.
+    :func:`evaluate_archs` does the same for many architectures at once.
 
     Args:
         exprs: The expressions.
         inputs: Input name -> list of tensors, as for :func:`evaluate`.
         stacked: As for :func:`evaluate`.
+        memo: Branch memo of these inputs, read and filled (stacked only; see ``_engine``).
 
     Returns:
         One result per expression, in order: "ok" with a finite score, "nonfinite" (score None),
         or "error" with the exception text (a missing input included).
     """
-    means = _branch_means((b for e in exprs for b in (e.left, e.right)), inputs, stacked)
-    results: list[EvalResult] = []
-    for e in exprs:
-        left, right = means[e.left], means[e.right]
-        try:
-            for value in (left, right):
-                if isinstance(value, Exception):
-                    raise value
-            assert isinstance(left, Tensor) and isinstance(right, Tensor)
-            score = _combine(e, left, right)
-        except Exception as exc:
-            results.append(EvalResult(None, "error", f"{type(exc).__name__}: {exc}"))
-            continue
-        if math.isfinite(score):
-            results.append(EvalResult(score, "ok"))
-        else:
-            results.append(EvalResult(None, "nonfinite"))
-    return results
+    if stacked:
+        return evaluate_archs(exprs, [inputs], memos=[memo])[0]
+    means = reference_branch_means([b for e in exprs for b in (e.left, e.right)], inputs)
+    return score_results(exprs, means)

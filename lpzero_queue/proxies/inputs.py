@@ -189,12 +189,18 @@ def _dropout_seed(seed: int) -> int:
 
 @contextmanager
 def _rng_for(train: bool, seed: int) -> Iterator[None]:
-    """Fork the global CPU RNG and seed it for dropout (train mode); no-op in eval mode."""
+    """Fork the global CPU RNG and seed it for dropout (train mode); no-op in eval mode.
+
+    Only the CPU generator is seeded (``torch.manual_seed`` would reseed every CUDA generator
+    too, outside the fork): the models' dropout draws its masks there on every device
+    (:class:`~lpzero_queue.benchmarks.dropout.HostDrawnDropout`), so the masks are a function of
+    the seed alone.
+    """
     if not train:
         yield
         return
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_dropout_seed(seed))
+        torch.random.default_generator.manual_seed(_dropout_seed(seed))
         yield
 
 

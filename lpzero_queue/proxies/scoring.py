@@ -124,6 +124,8 @@ class ScoreRow:
     error: str | None = None
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # Where it was computed (scoring.device_label: "cpu", "cuda:<name>"); None: not computed.
+    device: str | None = None
 
 
 @functools.lru_cache(maxsize=16)
@@ -134,78 +136,114 @@ def input_batch(space: str, seed: int, batch_size: int, seq_len: int) -> InputBa
     return make_batch(space, seed=seed, batch_size=batch_size, seq_len=seq_len)
 
 
+def device_label(device: str) -> str:
+    """How a device is recorded with each evaluation: ``cpu`` or ``cuda:<device name>``."""
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(dev)}"
+    return str(dev)
+
+
 def score_unit(unit: WorkUnit, cache: InputCache, device: str = "cpu") -> list[ScoreRow]:
     """Score every proxy of ``unit`` on every architecture of its shard.
 
-    Inputs of an architecture are computed once (one forward and backward) and kept in ``cache``;
-    all expressions are evaluated on them in one call. Baselines build their own model (on the
-    CPU). A failing proxy gives an ``error`` row; it never aborts the unit. ``device`` is where
-    the inputs are computed and the expressions evaluated ("cuda" on a GPU worker).
+    Inputs of an architecture are computed once (one forward and backward) and kept in ``cache``
+    with its branch memo; then all expressions are evaluated on all architectures in one engine
+    call (``proxies._engine``: packed into few large operations on an accelerator, one
+    architecture at a time on the CPU). Baselines build their own model (on the CPU). A failing
+    proxy gives an ``error`` row; it never aborts the unit. ``device`` is where the inputs are
+    computed and the expressions evaluated ("cuda" on a GPU worker); every expression row
+    records it (:func:`device_label`), baseline rows record ``cpu``.
     """
     from lpzero_queue.proxies.baselines import score_baselines
-    from lpzero_queue.proxies.expression import evaluate_many, parse_expression
-    from lpzero_queue.proxies.inputs import InputsKey, compute_inputs
+    from lpzero_queue.proxies.expression import evaluate_archs, parse_expression
 
     setup = unit.setup
     batch = input_batch(setup.space, unit.seed, setup.batch_size, setup.seq_len)
     exprs = [parse_expression(text) for text in unit.expressions]
-    rows: list[ScoreRow] = []
-    for arch in unit.archs:
-        if exprs:
-            key = InputsKey(
-                space=setup.space,
-                config_hash=config_hash(setup.space, arch.config),
-                builder=setup.builder,
-                seed=unit.seed,
-                batch_hash=batch.content_hash,
-                objective=setup.objective,
-                linear_scope=setup.linear_scope,
-            )
+    label = device_label(device)
+    rows: dict[int, list[ScoreRow]] = {arch.id: [] for arch in unit.archs}
+    # The CPU evaluates each architecture right after its extraction (only the cache holds
+    # inputs); an accelerator takes the shard's inputs together, as one packed evaluation.
+    chunks = [[a] for a in unit.archs] if device == "cpu" else [list(unit.archs)]
+    for chunk in chunks if exprs else ():
+        ready: list[tuple[ArchRef, Any, Any]] = []  # (arch, tensors, memo)
+        for arch in chunk:
             try:
-                inputs = cache.get_or_compute(
-                    key,
-                    functools.partial(
-                        compute_inputs,
-                        setup.space,
-                        arch.config,
-                        builder=setup.builder,
-                        seed=unit.seed,
-                        batch=batch,
-                        objective=setup.objective,
-                        device=device,
-                        linear_scope=setup.linear_scope,
-                    ),
-                )
+                ready.append((arch, *_arch_inputs(unit, arch, batch, cache, device)))
             except Exception as exc:  # a model that cannot run is a result, not a crash
                 if _out_of_memory(exc):
                     raise  # an infrastructure failure: the unit fails, nothing is stored
                 message = f"{type(exc).__name__}: {exc}"
-                rows.extend(
-                    ScoreRow(arch.id, text, None, "error", message) for text in unit.expressions
-                )
-            else:
-                started = time.perf_counter()
-                results = evaluate_many(exprs, inputs.tensors)
-                each = (time.perf_counter() - started) / max(1, len(exprs))
-                rows.extend(
-                    ScoreRow(arch.id, text, r.score, r.status, r.error, each)
-                    for text, r in zip(unit.expressions, results, strict=True)
-                )
-        if unit.baselines:
-            results_b = score_baselines(
-                list(unit.baselines),
-                setup.space,
-                arch.config,
-                builder=setup.builder,
-                seed=unit.seed,
-                batch=batch,
-                objective=setup.objective,
-            )
-            rows.extend(
-                ScoreRow(arch.id, name, r.score, r.status, r.error, r.seconds)
-                for name, r in results_b.items()
-            )
-    return rows
+                rows[arch.id] = [
+                    ScoreRow(arch.id, t, None, "error", message) for t in unit.expressions
+                ]
+        started = time.perf_counter()
+        results = evaluate_archs(exprs, [t for _, t, _ in ready], memos=[m for _, _, m in ready])
+        each = (time.perf_counter() - started) / max(1, len(exprs) * len(ready))
+        for (arch, _, _), per_arch in zip(ready, results, strict=True):
+            rows[arch.id] = [
+                ScoreRow(arch.id, text, r.score, r.status, r.error, each, device=label)
+                for text, r in zip(unit.expressions, per_arch, strict=True)
+            ]
+    for arch in unit.archs if unit.baselines else ():
+        results_b = score_baselines(
+            list(unit.baselines), setup.space, arch.config, **_model_args(unit, batch)
+        )
+        rows[arch.id].extend(
+            ScoreRow(arch.id, name, r.score, r.status, r.error, r.seconds, device="cpu")
+            for name, r in results_b.items()
+        )
+    return [row for arch in unit.archs for row in rows[arch.id]]
+
+
+def _model_args(unit: WorkUnit, batch: InputBatch) -> dict[str, Any]:
+    """How a unit's models are built and run (inputs and baselines alike)."""
+    setup = unit.setup
+    return {
+        "builder": setup.builder,
+        "seed": unit.seed,
+        "batch": batch,
+        "objective": setup.objective,
+    }
+
+
+def _arch_inputs(
+    unit: WorkUnit, arch: ArchRef, batch: InputBatch, cache: InputCache, device: str
+) -> tuple[Any, Any]:
+    """An architecture's cached input tensors (on ``device``) and its branch memo."""
+    from lpzero_queue.proxies.inputs import InputsKey, compute_inputs
+
+    setup = unit.setup
+    key = InputsKey(
+        space=setup.space,
+        config_hash=config_hash(setup.space, arch.config),
+        builder=setup.builder,
+        seed=unit.seed,
+        batch_hash=batch.content_hash,
+        objective=setup.objective,
+        linear_scope=setup.linear_scope,
+    )
+    inputs = cache.get_or_compute(
+        key,
+        functools.partial(
+            compute_inputs,
+            setup.space,
+            arch.config,
+            **_model_args(unit, batch),
+            device=device,
+            linear_scope=setup.linear_scope,
+        ),
+    )
+    tensors: Any = inputs.tensors
+    if device != "cpu" and any(t.device.type == "cpu" for ts in tensors.values() for t in ts):
+        # read back from a spill file (always CPU): evaluate on the device all the same
+        tensors = {name: tuple(t.to(device) for t in ts) for name, ts in tensors.items()}
+    return tensors, cache.memo(key)
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -388,6 +388,7 @@ def run_summary(sessions: sessionmaker[Session], run_id: int) -> dict[str, Any]:
             from lpzero_queue.storage import Proxy
 
             best = s.scalars(select(Proxy.expression).where(Proxy.id == run.best_proxy_id)).one()
+        devices = _devices(s, ctx, run_id)
         rules: dict[str, int] = {}
         for _, _, rule in rows:
             if rule:
@@ -408,7 +409,31 @@ def run_summary(sessions: sessionmaker[Session], run_id: int) -> dict[str, Any]:
             "search_split": ctx.split.label,
             "selected_by": _selection_line(run.selection),
             "setup": asdict(ctx.setup),
+            "devices": devices,
             "created_at": str(run.created_at),
             "finished_at": str(run.finished_at) if run.finished_at else None,
             "error": run.error,
         }
+
+
+def _devices(s: Session, ctx: RunContext, run_id: int) -> dict[str, int]:
+    """Evaluations of the run's candidates per device (``not recorded``: before revision 0005)."""
+    from sqlalchemy import func
+
+    from lpzero_queue.storage import Evaluation
+
+    e = Evaluation
+    candidates = select(Individual.proxy_id).where(Individual.run_id == run_id).distinct()
+    rows = s.execute(
+        select(e.device, func.count())
+        .where(
+            e.proxy_id.in_(candidates),
+            e.batch_id == ctx.batch_id,
+            e.seed == ctx.config.seed,
+            e.builder == ctx.setup.builder,
+            e.objective == ctx.setup.objective,
+            e.linear_scope == ctx.setup.linear_scope,
+        )
+        .group_by(e.device)
+    ).all()
+    return {device or "not recorded": n for device, n in sorted(rows, key=lambda r: str(r[0]))}

@@ -219,6 +219,8 @@ class Evaluation(Base):
     error: Mapped[str | None] = mapped_column(Text)
     seconds: Mapped[float | None] = mapped_column(Double)
     worker: Mapped[str | None] = mapped_column(String(128))
+    # Where it was computed: "cpu" or "cuda:<device name>"; NULL before revision 0005.
+    device: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=_now())

@@ -283,7 +283,18 @@ def test_cuda_worker_scores_units(
     with running_workers(1, worker_env(url), prefix, tmp_path, "--device", "cuda") as (worker,):
         results = list(ex.run(UNITS))
         assert "device cuda" in worker.log()
-    assert set(_rows_by_unit(results)) == set(local_rows)
+    got = _rows_by_unit(results)
+    assert set(got) == set(local_rows)
+    for index, rows in got.items():  # the same numbers as on the CPU, up to rounding
+        for g, c in zip(rows, local_rows[index], strict=True):
+            assert (g["arch_id"], g["proxy"], g["status"]) == (
+                c["arch_id"],
+                c["proxy"],
+                c["status"],
+            )
+            if c["score"] is not None:
+                assert g["score"] == pytest.approx(c["score"], rel=1e-4)
+            assert g["device"].startswith("cuda:") or c["device"] == g["device"] == "cpu"
     assert all(r.status == "done" for r in _db_rows(engine))
 
 

@@ -8,7 +8,13 @@ import pytest
 
 from lpzero_queue.proxies import inputs as inputs_module
 from lpzero_queue.proxies.cache import InputCache
-from lpzero_queue.proxies.scoring import ArchRef, ScoringSetup, WorkUnit, score_unit
+from lpzero_queue.proxies.scoring import (
+    ArchRef,
+    ScoringSetup,
+    WorkUnit,
+    device_label,
+    score_unit,
+)
 
 CONFIG = {
     "hidden_size": 128,
@@ -51,3 +57,15 @@ def test_running_out_of_memory_fails_the_unit(
     monkeypatch.setattr(inputs_module, "compute_inputs", _raise(exc))
     with pytest.raises(type(exc)):
         score_unit(_unit(), InputCache(max_bytes=2**20))
+
+
+def test_rows_record_the_device() -> None:
+    unit = WorkUnit(
+        _unit().setup, 0, _unit().archs, ("sum(mean(act), l1_norm(head))",), ("n_layers",)
+    )
+    rows = score_unit(unit, InputCache(max_bytes=2**24))
+    assert [(r.proxy, r.status, r.device) for r in rows] == [
+        ("sum(mean(act), l1_norm(head))", "ok", "cpu"),
+        ("n_layers", "ok", "cpu"),
+    ]
+    assert device_label("cpu") == "cpu"

@@ -91,6 +91,7 @@ def test_a_run_is_a_pure_function_of_config_and_seed(
     summary = run_summary(sessions, run_id)
     assert summary["status"] == "completed" and summary["best"] == best
     assert summary["candidates"] == len(rows)
+    assert set(summary["devices"]) == {"cpu"}  # where the evaluations were computed
     # Every candidate is recorded; rejected ones name the rule that fired.
     assert all((status == "ok") == (rule is None) for *_, status, rule in rows)
     assert {g for g, *_ in rows} == set(range(TINY.generations + 1))
