@@ -60,9 +60,9 @@ def _benchmarks(rt: Runtime, space: str | None, benches: list[str]) -> tuple[lis
 
 def _cell(report: Report, text: str) -> str:
     row = next(r for r in report.rows if r.proxy.text == text)
-    if row.kendall is None or row.spearman is None:
+    if row.kendall_tiefair is None or row.kendall is None or row.spearman is None:
         return "-"
-    cell = f"{row.kendall:+.3f} / {row.spearman:+.3f}"
+    cell = f"{row.kendall_tiefair:+.3f} / {row.kendall:+.3f} / {row.spearman:+.3f}"
     return cell if row.n == report.n_archs else f"{cell} (n={row.n})"
 
 
@@ -95,7 +95,7 @@ def proxy_transfer(
         None, "--max-archs", help="Score only the first N architectures of each benchmark."
     ),
 ) -> None:
-    """Score proxies on every benchmark of a space: Kendall / Spearman beside the baselines.
+    """Score proxies on every benchmark of a space: tie-fair Kendall / tau-b / Spearman.
 
     A search run's best proxy is scored held out on its own benchmark (the run's search split
     excluded, for every proxy of that column); other benchmarks use all their architectures.
@@ -166,7 +166,9 @@ def _echo_matrix(
     def row(text: str, label: str) -> list[str]:
         return [labels.get(text, label), *(_cell(r, text) for r in reports)]
 
-    typer.echo(f"proxy transfer on {space}: Kendall tau-b / Spearman per benchmark")
+    typer.echo(
+        f"proxy transfer on {space}: tie-fair Kendall / Kendall tau-b / Spearman per benchmark"
+    )
     echo_table(
         ["proxy", *(column.label for column, _ in scored)],
         [row(r.proxy.text, r.proxy.label) for r in reports[0].rows],

@@ -56,14 +56,16 @@ def test_search_on_a_short_context_benchmark_then_its_transfer_matrix(
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    head = lines.index("proxy transfer on gpt2: Kendall tau-b / Spearman per benchmark")
+    head = lines.index(
+        "proxy transfer on gpt2: tie-fair Kendall / Kendall tau-b / Spearman per benchmark"
+    )
     assert re.fullmatch(r"proxy +short \(held out: test:sample4-seed0\) +wide", lines[head + 1])
     rows = {line.split("  ")[0]: line for line in lines[head + 3 : head + 9]}
     assert set(rows) == {
         "lpzero-gpt2", "run 1 best", "params", "nonembedding_params", "n_layers",
         "layers_x_hidden",
     }  # fmt: skip
-    number = r"[+-]\d\.\d{3} / [+-]\d\.\d{3}"  # Kendall / Spearman
+    number = r"[+-]\d\.\d{3} / [+-]\d\.\d{3} / [+-]\d\.\d{3}"  # tie-fair / tau-b / Spearman
     cell = rf"({number}|-)"  # - when undefined (a constant proxy on 3 architectures)
     for line in rows.values():
         assert re.fullmatch(rf"\S.*? +{cell} +{cell}", line), line
