@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -112,3 +113,12 @@ def run_lpzq(
         cwd=REPO_ROOT,
         check=False,
     )
+
+
+# A progress report of a long command when stderr is not a terminal (cli/_progress.py).
+PROGRESS_LINE = re.compile(r"lpzq: .+: \d+/\d+ after \d+ s\b.*")
+
+
+def message_lines(stderr: str) -> list[str]:
+    """The lines of a command's stderr other than its progress reports."""
+    return [line for line in stderr.strip().splitlines() if not PROGRESS_LINE.fullmatch(line)]

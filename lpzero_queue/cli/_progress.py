@@ -67,7 +67,9 @@ def _line_reporter(label: str) -> Callable[..., None]:
             return
         last[0] = now
         elapsed = now - started
-        eta = f"eta {eta_text(elapsed * (total - done) / done)}" if 0 < done < total else ""
+        # The rate of the first few percent is mostly start-up: no ETA from it.
+        settled = 0 < done < total and done * 20 >= total
+        eta = f"eta {eta_text(elapsed * (total - done) / done)}" if settled else ""
         status = "  ".join([eta, *(f"{k} {v}" for k, v in fields.items())]).strip()
         print(
             f"lpzq: {label}: {done}/{total} after {elapsed:.0f} s  {status}".rstrip(),

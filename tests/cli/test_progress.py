@@ -26,13 +26,15 @@ def test_progress_without_a_terminal_prints_lines(
 def test_lines_carry_an_eta_at_the_rate_so_far(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = iter([1000.0, 1040.0, 1100.0])  # started, then two reports
+    clock = iter([1000.0, 1001.0, 1040.0, 1100.0])  # started, then three reports
     monkeypatch.setattr(_progress.time, "monotonic", lambda: next(clock))
     monkeypatch.setattr(_progress, "LOG_EVERY_S", 30.0)
     with _progress.progress_bar("loading flexibert") as advance:
+        advance(1, 500)  # start-up: too early for an ETA
         advance(100, 500)  # 40 s for 100: 160 s for the other 400
         advance(500, 500)
-    first, last = capsys.readouterr().err.strip().splitlines()
+    start, first, last = capsys.readouterr().err.strip().splitlines()
+    assert start == "lpzq: loading flexibert: 1/500 after 1 s"
     assert first == "lpzq: loading flexibert: 100/500 after 40 s  eta 2 min 40 s"
     assert last == "lpzq: loading flexibert: 500/500 after 100 s"
 

@@ -29,7 +29,7 @@ from lpzero_queue.execution.local import LocalExecutor
 from lpzero_queue.execution.tasks import TEST_FAIL_ENV, TEST_SLEEP_ENV
 from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
 from lpzero_queue.storage import WorkUnitRow
-from tests.conftest import REPO_ROOT, run_lpzq
+from tests.conftest import REPO_ROOT, message_lines, run_lpzq
 from tests.execution._celery_support import (
     BROKER_URL,
     Background,
@@ -173,7 +173,7 @@ def test_failed_unit_stores_no_evaluations_and_the_cli_says_so_in_one_line(
     with running_workers(1, failing, prefix, tmp_path, "--device", "cpu"):
         out = run_lpzq(*args, env=env, timeout=180)
     assert out.returncode == 1, out.stderr
-    lines = out.stderr.strip().splitlines()
+    lines = message_lines(out.stderr)  # loading flexibert on first use reports progress
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("lpzq: error: work unit ")
     assert "MemoryError: CUDA error: an illegal memory access; nothing was stored" in lines[0]
@@ -239,7 +239,7 @@ def test_unreachable_broker_is_one_line_and_nonzero(cli_env: dict[str, str]) -> 
         timeout=180,
     )
     assert out.returncode != 0
-    lines = out.stderr.strip().splitlines()
+    lines = message_lines(out.stderr)  # loading flexibert on first use reports progress
     assert len(lines) == 2, out.stderr  # what it waits for, then why it gave up
     assert lines[0].startswith("lpzq: waiting for broker redis://:***@127.0.0.1:1/0")
     assert lines[1].startswith("lpzq: error: cannot reach broker redis://:***@127.0.0.1:1/0")
