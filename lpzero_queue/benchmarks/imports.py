@@ -150,7 +150,7 @@ def parse_import_file(
     for record in records:
         try:
             check_cost(space, record.config)
-        except BoundError as exc:
+        except (BoundError, ValueError) as exc:  # ValueError: a config no builder can build
             raise RecordError(f"record {record.position} (id {clip(record.key)}): {exc}") from None
     return records
 
