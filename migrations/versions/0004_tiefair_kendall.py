@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from lpzero_queue.storage._views import VIEWS_0003, VIEWS_0004
+from lpzero_queue.storage._views import VIEWS_0002, VIEWS_0003, VIEWS_0004
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -40,21 +40,28 @@ def _replace_views(views: tuple[tuple[str, str], ...]) -> None:
         op.execute(create)
 
 
+# v_run_progress (revision 0002) reads search_runs: SQLite's batch mode rebuilds that table, which
+# a view referencing it forbids, so the view is dropped and created again around the change.
+_RUN_PROGRESS = tuple((n, c) for n, c in VIEWS_0002 if n == "v_run_progress")
+
+
 def upgrade() -> None:
     op.execute("DROP VIEW IF EXISTS v_proxy_leaderboard")  # it reads correlations
+    op.execute("DROP VIEW IF EXISTS v_run_progress")
     with op.batch_alter_table("correlations") as batch:
         for name in _COLUMNS:
             batch.add_column(sa.Column(name, sa.Double(), nullable=True))
-    with op.batch_alter_table("search_runs") as batch:
-        batch.add_column(sa.Column("selection", _json(), nullable=True))
-    _replace_views(VIEWS_0004)
+    op.add_column("search_runs", sa.Column("selection", _json(), nullable=True))
+    _replace_views(_RUN_PROGRESS + VIEWS_0004)
 
 
 def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS v_proxy_leaderboard")
-    with op.batch_alter_table("search_runs") as batch:
-        batch.drop_column("selection")
+    op.execute("DROP VIEW IF EXISTS v_run_progress")
+    # Not batch: rebuilding search_runs on SQLite would drop it first, and with foreign keys on
+    # that cascades to every individual. SQLite (>= 3.35) and PostgreSQL drop a column in place.
+    op.drop_column("search_runs", "selection")
     with op.batch_alter_table("correlations") as batch:
         for name in reversed(_COLUMNS):
             batch.drop_column(name)
-    _replace_views(VIEWS_0003)
+    _replace_views(_RUN_PROGRESS + VIEWS_0003)
