@@ -24,6 +24,14 @@ from lpzero_queue.storage._models import (
     WorkUnitRow,
 )
 from lpzero_queue.storage._upsert import insert_ignore
+from lpzero_queue.storage.status import (
+    EvaluationStatus,
+    IndividualStatus,
+    JobStatus,
+    RunStatus,
+    UnitKind,
+    UnitStatus,
+)
 
 __all__ = [
     "Architecture",
@@ -31,12 +39,18 @@ __all__ = [
     "Benchmark",
     "Correlation",
     "Evaluation",
+    "EvaluationStatus",
     "GroundTruth",
     "Individual",
+    "IndividualStatus",
     "InputBatch",
+    "JobStatus",
     "Proxy",
+    "RunStatus",
     "SearchRun",
     "TrainingJob",
+    "UnitKind",
+    "UnitStatus",
     "WorkUnitRow",
     "alembic_config",
     "check_connection",

@@ -28,6 +28,16 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime
 
+from lpzero_queue.storage.status import (
+    EvaluationStatus,
+    IndividualStatus,
+    JobStatus,
+    RunStatus,
+    UnitKind,
+    UnitStatus,
+    values,
+)
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -42,21 +52,12 @@ Timestamp = DateTime(timezone=True)
 DIRECTIONS = ("higher", "lower")
 PROXY_ORIGINS = ("builtin", "searched", "user")
 PROXY_KINDS = ("expression", "builtin")
-EVALUATION_STATUSES = (
-    "pending",
-    "running",
-    "ok",
-    "nonfinite",
-    "constant",
-    "error",
-    "pruned",
-    "timeout",
-)
-RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
-INDIVIDUAL_STATUSES = ("ok", "pruned", "nonfinite", "constant", "error", "timeout")
-JOB_STATUSES = ("pending", "running", "completed", "failed", "timeout", "cancelled")
-UNIT_STATUSES = ("pending", "running", "done", "failed")
-UNIT_KINDS = ("proxy", "train")
+EVALUATION_STATUSES = values(EvaluationStatus)
+RUN_STATUSES = values(RunStatus)
+INDIVIDUAL_STATUSES = values(IndividualStatus)
+JOB_STATUSES = values(JobStatus)
+UNIT_STATUSES = values(UnitStatus)
+UNIT_KINDS = values(UnitKind)
 # Which Linears feed the weight/grad proxy inputs (proxies.inputs.LINEAR_SCOPES).
 LINEAR_SCOPES = ("mixer", "all")
 
