@@ -23,7 +23,24 @@ from lpzero_queue.storage._models import (
     TrainingJob,
     WorkUnitRow,
 )
+from lpzero_queue.storage._sessions import Engine, Session, SessionFactory, session_factory
 from lpzero_queue.storage._upsert import insert_ignore
+from lpzero_queue.storage.benchmarks import (
+    ArchitectureRow,
+    BenchmarkListing,
+    BenchmarkRepository,
+    NewArchitecture,
+    NewBenchmark,
+    StoredKey,
+)
+from lpzero_queue.storage.reports import (
+    IndividualOutcome,
+    NewCorrelation,
+    ReportRepository,
+    RunBest,
+    RunIdSpan,
+    SeedScore,
+)
 from lpzero_queue.storage.status import (
     EvaluationStatus,
     IndividualStatus,
@@ -35,19 +52,34 @@ from lpzero_queue.storage.status import (
 
 __all__ = [
     "Architecture",
+    "ArchitectureRow",
     "Base",
     "Benchmark",
+    "BenchmarkListing",
+    "BenchmarkRepository",
     "Correlation",
+    "Engine",
     "Evaluation",
     "EvaluationStatus",
     "GroundTruth",
     "Individual",
+    "IndividualOutcome",
     "IndividualStatus",
     "InputBatch",
     "JobStatus",
+    "NewArchitecture",
+    "NewBenchmark",
+    "NewCorrelation",
     "Proxy",
+    "ReportRepository",
+    "RunBest",
+    "RunIdSpan",
     "RunStatus",
     "SearchRun",
+    "SeedScore",
+    "Session",
+    "SessionFactory",
+    "StoredKey",
     "TrainingJob",
     "UnitKind",
     "UnitStatus",
@@ -60,6 +92,7 @@ __all__ = [
     "insert_ignore",
     "make_engine",
     "migrations_dir",
+    "session_factory",
     "transaction",
     "upgrade",
 ]
