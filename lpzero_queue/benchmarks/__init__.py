@@ -24,6 +24,7 @@ _EXPORTS = {
     "structural_basics": "records",
     "validate_config": "records",
     # catalog: benchmarks in the database
+    "BenchmarkOverview": "catalog",
     "LoadResult": "catalog",
     "benchmark_overview": "catalog",
     "ensure_benchmark": "catalog",
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
         structural_summary,
     )
     from lpzero_queue.benchmarks.catalog import (
+        BenchmarkOverview,
         LoadResult,
         benchmark_overview,
         ensure_benchmark,

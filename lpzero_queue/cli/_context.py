@@ -7,16 +7,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from lpzero_queue.config import Settings, load_settings, mask_url
 from lpzero_queue.errors import StorageError
 from lpzero_queue.storage import (
+    Engine,
+    SessionFactory,
     check_connection,
     current_revision,
     head_revision,
     make_engine,
+    session_factory,
     upgrade,
 )
 
@@ -38,8 +39,8 @@ class Runtime:
         return engine
 
     @functools.cached_property
-    def sessions(self) -> sessionmaker[Session]:
-        return sessionmaker(self.engine, expire_on_commit=False)
+    def sessions(self) -> SessionFactory:
+        return session_factory(self.engine)
 
     def apply_torch_settings(self) -> None:
         """Apply the configured torch thread count to this process (0 leaves torch's default).

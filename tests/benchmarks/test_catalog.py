@@ -53,11 +53,11 @@ def test_loading_shipped_benchmarks_is_idempotent(sessions: sessionmaker[Session
     with transaction(sessions) as s:
         bench = get_benchmark(s, "flexibert")
         ov = benchmark_overview(s, bench)
-    assert ov["architectures"] == 500 and ov["metric"] == "glue"
-    assert ov["direction"] == "higher is better"
-    assert ov["layers"] == {2: 239, 4: 261}
-    assert ov["hidden_size"] == {128: 251, 256: 249}
-    assert ov["provenance"]["license"] == "CC BY 4.0"
+    assert ov.architectures == 500 and ov.metric == "glue"
+    assert ov.direction == "higher is better"
+    assert ov.layers == {2: 239, 4: 261}
+    assert ov.hidden_size == {128: 251, 256: 249}
+    assert ov.provenance["license"] == "CC BY 4.0"
 
 
 def test_stored_structure_matches_the_published_gpt2_parameter_counts(
