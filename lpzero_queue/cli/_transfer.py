@@ -13,6 +13,7 @@ from lpzero_queue.errors import LpzqError
 if TYPE_CHECKING:
     from lpzero_queue.cli._context import Runtime
     from lpzero_queue.proxies.report import Report
+    from lpzero_queue.proxies.scoring import ScoringSetup
     from lpzero_queue.proxies.transfer import Column, TransferProxy
 
 
@@ -20,13 +21,16 @@ def _run_proxy(rt: Runtime, run_id: int) -> tuple[TransferProxy, str]:
     """The best proxy of a search run, where it was fitted, and the run's space."""
     from lpzero_queue.proxies.spec import ProxySpec
     from lpzero_queue.proxies.transfer import TransferProxy
-    from lpzero_queue.search.coordinator import load_context, run_summary
+    from lpzero_queue.search.coordinator import load_context
+    from lpzero_queue.storage import ReportRepository, transaction
 
-    summary = run_summary(rt.sessions, run_id)
-    if summary["best"] is None:
-        raise LpzqError(f"search run {run_id} has no best proxy yet (status {summary['status']})")
-    ctx = load_context(rt.sessions, run_id)
-    spec = ProxySpec("expression", summary["best"], "higher", None)
+    ctx = load_context(rt.sessions, run_id)  # a one-line error for an unknown run
+    with transaction(rt.sessions) as s:
+        best = ReportRepository(s).run_best(run_id)
+    assert best is not None
+    if best.expression is None:
+        raise LpzqError(f"search run {run_id} has no best proxy yet (status {best.status})")
+    spec = ProxySpec("expression", best.expression, "higher", None)
     proxy = TransferProxy(spec, f"run {run_id} best", run_id, ctx.bench_name, ctx.split)
     return proxy, ctx.setup.space
 
@@ -34,20 +38,15 @@ def _run_proxy(rt: Runtime, run_id: int) -> tuple[TransferProxy, str]:
 def _benchmarks(rt: Runtime, space: str | None, benches: list[str]) -> tuple[list[str], str]:
     """The benchmarks of the matrix (a whole space: the stored and the shipped ones) and their
     space; benchmarks of another space are refused."""
-    from sqlalchemy import select
-
-    from lpzero_queue.benchmarks.catalog import benchmark_space
-    from lpzero_queue.benchmarks.records import SHIPPED, SPACES, shipped_space
-    from lpzero_queue.storage import Benchmark, transaction
+    from lpzero_queue.benchmarks.catalog import benchmark_space, space_benchmarks
+    from lpzero_queue.benchmarks.records import SPACES
 
     if (space is None) == (not benches):
         raise LpzqError("give either --space gpt2|flexibert or --bench NAME (repeatable)")
     if space is not None:
         if space not in SPACES:
             raise LpzqError(f"unknown space '{space}'; valid spaces: {', '.join(SPACES)}")
-        with transaction(rt.sessions) as s:
-            stored = s.scalars(select(Benchmark.name).where(Benchmark.space == space)).all()
-        return sorted({*stored, *(n for n in SHIPPED if shipped_space(n) == space)}), space
+        return space_benchmarks(rt.sessions, space), space
     spaces = {b: benchmark_space(rt.sessions, b) for b in benches}
     for bench, found in spaces.items():
         if found is None:
@@ -103,9 +102,7 @@ def proxy_transfer(
 
     Example: lpzq proxy transfer lpzero-gpt2 --run 1 --space gpt2
     """
-    from lpzero_queue.cli._progress import progress_bar
-    from lpzero_queue.proxies.spec import NAMED_EXPRESSIONS, resolve_proxy
-    from lpzero_queue.proxies.transfer import TransferProxy, plan_columns, score_column
+    from lpzero_queue.proxies.transfer import plan_columns
 
     if seeds < 1:
         raise LpzqError(f"--seeds must be at least 1, got {seeds}")
@@ -113,15 +110,7 @@ def proxy_transfer(
         raise LpzqError(f"--max-archs must be at least 3 (a rank correlation), got {max_archs}")
     if not proxies and not runs:
         raise LpzqError("name at least one proxy (an expression or a name) or --run RUN")
-    direction: Literal["higher", "lower"] | None = None
-    if higher_is_better is not None:
-        direction = "higher" if higher_is_better else "lower"
-    # The direction is that of new expressions: a named proxy keeps its own.
-    specs = [
-        resolve_proxy(p, None if p.strip() in NAMED_EXPRESSIONS else direction)
-        for p in proxies or []
-    ]
-    chosen = [TransferProxy(spec, spec.label) for spec in specs]
+    chosen = _given_proxies(list(proxies or []), higher_is_better)
     rt = ctx.obj
     rt.require_schema(create=True)
     names, matrix_space = _benchmarks(rt, space, list(benches or []))
@@ -135,23 +124,52 @@ def proxy_transfer(
     setups = {bench: fitted_setup(rt, bench, options) for bench in names}
     rt.apply_torch_settings()
     columns = plan_columns(names, chosen)
-    reports = []
-    for column in columns:
-        with progress_bar(column.label) as advance:
-            reports.append(
-                score_column(
-                    rt.sessions,
-                    column,
-                    chosen,
-                    setup=setups[column.benchmark][0],
-                    seeds=list(range(seeds)),
-                    executor=rt.executor(),
-                    max_archs=max_archs,
-                    progress=advance,
-                )
-            )
+    reports = [
+        _score(rt, column, chosen, setups[column.benchmark][0], seeds, max_archs)
+        for column in columns
+    ]
     longest = {bench: setup[1] for bench, setup in setups.items()}
     _echo_matrix(matrix_space, chosen, list(zip(columns, reports, strict=True)), longest)
+
+
+def _given_proxies(proxies: list[str], higher_is_better: bool | None) -> list[TransferProxy]:
+    """The proxies named on the command line; the direction is that of new expressions."""
+    from lpzero_queue.proxies.spec import NAMED_EXPRESSIONS, resolve_proxy
+    from lpzero_queue.proxies.transfer import TransferProxy
+
+    direction: Literal["higher", "lower"] | None = None
+    if higher_is_better is not None:
+        direction = "higher" if higher_is_better else "lower"
+    # A named proxy keeps its own direction.
+    specs = [
+        resolve_proxy(p, None if p.strip() in NAMED_EXPRESSIONS else direction) for p in proxies
+    ]
+    return [TransferProxy(spec, spec.label) for spec in specs]
+
+
+def _score(
+    rt: Runtime,
+    column: Column,
+    chosen: list[TransferProxy],
+    setup: ScoringSetup,
+    seeds: int,
+    max_archs: int | None,
+) -> Report:
+    """Score every proxy of the matrix on one column, with a progress bar."""
+    from lpzero_queue.cli._progress import progress_bar
+    from lpzero_queue.proxies.transfer import score_column
+
+    with progress_bar(column.label) as advance:
+        return score_column(
+            rt.sessions,
+            column,
+            chosen,
+            setup=setup,
+            seeds=list(range(seeds)),
+            executor=rt.executor(),
+            max_archs=max_archs,
+            progress=advance,
+        )
 
 
 def _echo_matrix(

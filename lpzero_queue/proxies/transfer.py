@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from lpzero_queue.benchmarks.splits import SplitSpec
 from lpzero_queue.execution.base import Executor
 from lpzero_queue.proxies.report import Report, run_report
 from lpzero_queue.proxies.scoring import ScoringSetup
 from lpzero_queue.proxies.spec import TRIVIAL_BASELINES, ProxySpec, baseline_spec
+from lpzero_queue.storage import SessionFactory
 
 __all__ = ["Column", "TransferProxy", "plan_columns", "score_column", "transfer_specs"]
 
@@ -75,7 +74,7 @@ def transfer_specs(proxies: Sequence[TransferProxy]) -> list[ProxySpec]:
 
 
 def score_column(
-    sessions: sessionmaker[Session],
+    sessions: SessionFactory,
     column: Column,
     proxies: Sequence[TransferProxy],
     *,
