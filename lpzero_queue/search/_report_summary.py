@@ -27,8 +27,8 @@ def _duration(start: dt.datetime | None, end: dt.datetime | None) -> float | Non
 
 
 def _counts(rd: RunData) -> tuple[Counter[str], Counter[str]]:
-    statuses = Counter(st for _, st, *_ in rd.individuals)
-    rules = Counter(rule for _, _, _, rule, _ in rd.individuals if rule is not None)
+    statuses = Counter(i.status for i in rd.individuals)
+    rules = Counter(i.pruning_rule for i in rd.individuals if i.pruning_rule is not None)
     return statuses, rules
 
 
@@ -50,15 +50,37 @@ def summary_markdown(
         scatter_note: what the scatter plot shows or why it is missing; None without held-out rows.
         files: names of the files written next to the summary.
     """
-    run, cfg = data.run, data.run.config
-    statuses, rules = _counts(data)
-    gens, best, median = curves
+    lines = [
+        *_headline(data, len(curves[0])),
+        *_configuration(data),
+        *_pruning_section(data),
+        *_held_out_section(data, scatter_note),
+        *_ablation_section(other),
+        *_fitness_section(curves),
+        *_provenance_section(data.run.id, population),
+        "",
+        "Files: " + ", ".join([*files, "summary.md"]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _wall_time(data: RunData) -> str:
+    run = data.run
     wall = _duration(run.started_at, run.finished_at)
     wall_note = "started_at to finished_at"
     if wall is None:
         wall, wall_note = _duration(run.started_at, run.heartbeat_at), "started_at to heartbeat_at"
-    compute = sum(sec or 0.0 for *_, sec in data.individuals)
-    lines = [
+    compute = sum(i.seconds or 0.0 for i in data.individuals)
+    return (
+        f"- wall time: {wall:.1f} s ({wall_note})" if wall is not None else "- wall time: -"
+    ) + f"; scoring time of the individuals: {compute:.1f} s"
+
+
+def _headline(data: RunData, generations: int) -> list[str]:
+    run, cfg = data.run, data.run.config
+    statuses, _ = _counts(data)
+    return [
         f"# Search run {run.id} on {data.bench.name}",
         "",
         f"- status: **{run.status}**; code version {run.code_version}",
@@ -66,106 +88,125 @@ def summary_markdown(
         f"- best fitness ({cfg.get('fitness', 'spearman')} on the search split): "
         f"{fmt(run.best_fitness)}",
         f"- held-out: {_held_out_line(data)}",
-        f"- generations: {len(gens)}; candidates: {len(data.individuals)}"
+        f"- generations: {generations}; candidates: {len(data.individuals)}"
         + "".join(f"; {k} {v}" for k, v in sorted(statuses.items())),
-        (f"- wall time: {wall:.1f} s ({wall_note})" if wall is not None else "- wall time: -")
-        + f"; scoring time of the individuals: {compute:.1f} s",
+        _wall_time(data),
+    ]
+
+
+def _configuration(data: RunData) -> list[str]:
+    config = {"seed": data.run.seed, **data.run.config}
+    return [
         "",
         "## Configuration",
         "",
         "```json",
-        json.dumps({"seed": run.seed, **cfg}, indent=2, sort_keys=True, default=str),
+        json.dumps(config, indent=2, sort_keys=True, default=str),
         "```",
-        "",
-        "## Pruned candidates by rule",
-        "",
     ]
-    if rules:
-        lines += ["| rule | candidates |", "|---|---:|"]
-        lines += [f"| {rule} | {n} |" for rule, n in rules.most_common()]
-    else:
-        lines.append("No pruning rule fired" + (" (RPS is off)." if not cfg.get("rps") else "."))
-    lines += ["", "## Held-out test split", ""]
-    if data.held_out:
-        c0 = data.held_out[0].correlation
-        lines += [
-            f"Split `{c0.split}`, metric {c0.metric}, builder {c0.builder}, objective "
-            f"{c0.objective}, linear scope {c0.linear_scope}, seeds {list(c0.seeds)}, batches "
-            f"{', '.join(h[:12] for h in c0.batch_hashes or [])}.",
-            "",
-            "| proxy | n | spearman | tau_b | kendall_tf | within depth tf | "
-            "within (depth, width) tf | top10 |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+
+
+def _pruning_section(data: RunData) -> list[str]:
+    _, rules = _counts(data)
+    lines = ["", "## Pruned candidates by rule", ""]
+    if not rules:
+        rps_off = not data.run.config.get("rps")
+        return [*lines, "No pruning rule fired" + (" (RPS is off)." if rps_off else ".")]
+    lines += ["| rule | candidates |", "|---|---:|"]
+    return lines + [f"| {rule} | {n} |" for rule, n in rules.most_common()]
+
+
+def _held_out_section(data: RunData, scatter_note: str | None) -> list[str]:
+    lines = ["", "## Held-out test split", ""]
+    if not data.held_out:
+        run_id = data.run.id
+        return [
+            *lines,
+            f"No test-split correlations are stored for run {run_id} yet (rows in `correlations` "
+            f"with split `test:...` and details.run_id = {run_id}); the scatter and bar plots "
+            "are left out.",
         ]
-        for h in data.held_out:
-            c = h.correlation
-            lines.append(
-                f"| {h.label} | {c.n} | {fmt(c.spearman)} | {fmt(c.kendall)} | "
-                f"{fmt(c.kendall_tiefair)} | {fmt(c.within_tiefair)} | "
-                f"{fmt(c.within_fine_tiefair)} | {fmt(c.top10_overlap)} |"
-            )
-        lines += [
-            "",
-            "kendall_tf is the tie-fair Kendall (tau_b times the square root of the share of "
-            "pairs the proxy does not tie: the expected Kendall once its ties are broken at "
-            "random); tau_b flatters keys with few values. Comparisons use kendall_tf.",
-        ]
-        if data.best is not None and data.held_out[0].proxy_id != data.best.id:
-            lines += ["", "The best proxy has no correlation on this test split yet."]
-        if scatter_note is not None:
-            lines += ["", f"Scatter: {scatter_note}."]
-    else:
-        lines.append(
-            f"No test-split correlations are stored for run {run.id} yet (rows in `correlations` "
-            f"with split `test:...` and details.run_id = {run.id}); the scatter and bar plots "
-            "are left out."
-        )
-    lines += ["", "## No-RPS ablation", ""]
-    if other is None:
-        lines.append(
-            "No counterpart run (same benchmark, seed and configuration with `rps` flipped) "
-            "is stored."
-        )
-    else:
-        o_status = _counts(other)[0]
-        o_best = next(
-            (h for h in other.held_out if other.best and h.proxy_id == other.best.id), None
-        )
-        lines += [
-            f"Run {other.run.id} (rps={other.run.config.get('rps')}, "
-            f"status {other.run.status}): best fitness {fmt(other.run.best_fitness)}, "
-            f"{len(other.individuals)} candidates ("
-            + ", ".join(f"{k} {v}" for k, v in sorted(o_status.items()))
-            + f"), best `{other.best.expression if other.best else '(none yet)'}`"
-            + (f", held-out kendall {fmt(o_best.correlation.kendall)}" if o_best else "")
-            + ". It is drawn on the same axes in fitness.png."
-        ]
+    c0 = data.held_out[0].correlation
     lines += [
+        f"Split `{c0.split}`, metric {c0.metric}, builder {c0.builder}, objective "
+        f"{c0.objective}, linear scope {c0.linear_scope}, seeds {list(c0.seeds)}, batches "
+        f"{', '.join(h[:12] for h in c0.batch_hashes or [])}.",
+        "",
+        "| proxy | n | spearman | tau_b | kendall_tf | within depth tf | "
+        "within (depth, width) tf | top10 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for h in data.held_out:
+        c = h.correlation
+        lines.append(
+            f"| {h.label} | {c.n} | {fmt(c.spearman)} | {fmt(c.kendall)} | "
+            f"{fmt(c.kendall_tiefair)} | {fmt(c.within_tiefair)} | "
+            f"{fmt(c.within_fine_tiefair)} | {fmt(c.top10_overlap)} |"
+        )
+    lines += [
+        "",
+        "kendall_tf is the tie-fair Kendall (tau_b times the square root of the share of "
+        "pairs the proxy does not tie: the expected Kendall once its ties are broken at "
+        "random); tau_b flatters keys with few values. Comparisons use kendall_tf.",
+    ]
+    if data.best is not None and data.held_out[0].proxy_id != data.best.id:
+        lines += ["", "The best proxy has no correlation on this test split yet."]
+    if scatter_note is not None:
+        lines += ["", f"Scatter: {scatter_note}."]
+    return lines
+
+
+def _ablation_section(other: RunData | None) -> list[str]:
+    lines = ["", "## No-RPS ablation", ""]
+    if other is None:
+        return [
+            *lines,
+            "No counterpart run (same benchmark, seed and configuration with `rps` flipped) "
+            "is stored.",
+        ]
+    o_status = _counts(other)[0]
+    o_best = next((h for h in other.held_out if other.best and h.proxy_id == other.best.id), None)
+    return [
+        *lines,
+        f"Run {other.run.id} (rps={other.run.config.get('rps')}, "
+        f"status {other.run.status}): best fitness {fmt(other.run.best_fitness)}, "
+        f"{len(other.individuals)} candidates ("
+        + ", ".join(f"{k} {v}" for k, v in sorted(o_status.items()))
+        + f"), best `{other.best.expression if other.best else '(none yet)'}`"
+        + (f", held-out kendall {fmt(o_best.correlation.kendall)}" if o_best else "")
+        + ". It is drawn on the same axes in fitness.png.",
+    ]
+
+
+def _fitness_section(curves: Curves) -> list[str]:
+    gens, best, median = curves
+    return [
         "",
         "## Fitness per generation",
         "",
         "| generation | best | median |",
         "|---:|---:|---:|",
+        *(f"| {g} | {fmt(b)} | {fmt(m)} |" for g, b, m in zip(gens, best, median, strict=True)),
     ]
-    lines += [f"| {g} | {fmt(b)} | {fmt(m)} |" for g, b, m in zip(gens, best, median, strict=True)]
-    lines += [
+
+
+def _provenance_section(run_id: int, population: int) -> list[str]:
+    return [
         "",
         "## How the numbers were obtained",
         "",
-        f"- Fitness: `individuals.fitness` of run {run.id}, the signed correlation of a "
+        f"- Fitness: `individuals.fitness` of run {run_id}, the signed correlation of a "
         "candidate's scores with ground truth on the search split (NULL unless status ok). "
         f"'best' = max over ok individuals of generations <= g; 'median' = median of the top "
         f"{population} (the population) among them.",
         "- Pruned counts: `individuals.pruning_rule`; statuses from `individuals.status`.",
         "- Held-out figures: the latest `correlations` row per proxy with split `test:<search "
-        f"split>` and details.run_id = {run.id}; architectures never seen by the search.",
+        f"split>` and details.run_id = {run_id}; architectures never seen by the search.",
         "- Scatter: `evaluations` (status ok) of the best proxy on the test-split architectures, "
         "with the correlation row's builder, objective, seeds and batch hashes, averaged over "
         "seeds; ground truth from `ground_truth` with the benchmark's metric.",
         "- Wall time: the run's timestamps; scoring time: sum of `individuals.seconds`.",
     ]
-    lines += ["", "Files: " + ", ".join([*files, "summary.md"]), ""]
-    return "\n".join(lines)
 
 
 def _held_out_line(data: RunData) -> str:

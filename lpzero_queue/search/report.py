@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from lpzero_queue.benchmarks.splits import SplitSpec, split_positions
 from lpzero_queue.errors import NotFoundError
 from lpzero_queue.search._report_plots import Curve, plot_bars, plot_fitness, plot_scatter
 from lpzero_queue.search._report_summary import fmt, summary_markdown
 from lpzero_queue.storage import (
-    Architecture,
     Benchmark,
+    BenchmarkRepository,
     Correlation,
-    Evaluation,
-    GroundTruth,
-    Individual,
-    InputBatch,
+    IndividualOutcome,
+    IndividualStatus,
     Proxy,
+    ReportRepository,
+    RunStatus,
     SearchRun,
+    Session,
+    SessionFactory,
     transaction,
 )
 
@@ -56,17 +56,34 @@ class HeldOutRow:
 
 @dataclass
 class RunData:
-    """A run and its individuals as (generation, status, fitness, pruning_rule, seconds)."""
+    """A run, its benchmark, best proxy, individuals and held-out correlations."""
 
     run: SearchRun
     bench: Benchmark
     best: Proxy | None
-    individuals: list[tuple[int, str, float | None, str | None, float | None]]
+    individuals: list[IndividualOutcome]
     held_out: list[HeldOutRow] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ScatterPoint:
+    """One test architecture of the scatter plot."""
+
+    truth: float
+    score: float  # the best proxy's mean score over the correlation's seeds
+    n_layers: int
+
+
+@dataclass(frozen=True)
+class Scatter:
+    """The scatter plot's points and a note on what they are (or why there are none)."""
+
+    points: list[ScatterPoint]
+    note: str
+
+
 def fitness_curves(
-    individuals: list[tuple[int, str, float | None, str | None, float | None]], population: int
+    individuals: list[IndividualOutcome], population: int
 ) -> tuple[list[int], list[float], list[float]]:
     """Best and median fitness of the population after each generation.
 
@@ -79,11 +96,11 @@ def fitness_curves(
     """
     if not individuals:
         return [], [], []
-    last = max(g for g, *_ in individuals)
+    last = max(i.generation for i in individuals)
     by_gen: dict[int, list[float]] = {}
-    for g, status, fit, _rule, _sec in individuals:
-        if status == "ok" and fit is not None:
-            by_gen.setdefault(g, []).append(fit)
+    for i in individuals:
+        if i.status == IndividualStatus.OK and i.fitness is not None:
+            by_gen.setdefault(i.generation, []).append(i.fitness)
     pool: list[float] = []
     gens, best, median = list(range(last + 1)), [], []
     for g in gens:
@@ -93,7 +110,7 @@ def fitness_curves(
     return gens, best, median
 
 
-def write_report(sessions: sessionmaker[Session], run_id: int, out_dir: Path | str) -> list[Path]:
+def write_report(sessions: SessionFactory, run_id: int, out_dir: Path | str) -> list[Path]:
     """Write the plots and ``summary.md`` of a search run into ``out_dir`` (created if missing).
 
     Args:
@@ -118,12 +135,12 @@ def write_report(sessions: sessionmaker[Session], run_id: int, out_dir: Path | s
     written: list[Path] = []
     population = int(data.run.config.get("population", 80))
     written.append(_plot_fitness(out / "fitness.png", data, other_data, population))
-    if scatter is not None and scatter[0]:
-        written.append(_plot_scatter(out / "scatter_test.png", data, scatter[0]))
+    if scatter is not None and scatter.points:
+        written.append(_plot_scatter(out / "scatter_test.png", data, scatter.points))
     if data.held_out:
         written.append(_plot_bars(out / "baselines_test.png", data))
     curves = fitness_curves(data.individuals, population)
-    note = scatter[1] if scatter is not None else None
+    note = scatter.note if scatter is not None else None
     summary = out / "summary.md"
     summary.write_text(
         summary_markdown(data, other_data, population, curves, note, [p.name for p in written])
@@ -136,51 +153,28 @@ def write_report(sessions: sessionmaker[Session], run_id: int, out_dir: Path | s
 
 
 def _load_run(s: Session, run_id: int) -> RunData:
-    run = s.get(SearchRun, run_id)
+    reports = ReportRepository(s)
+    run = reports.run(run_id)
     if run is None:
-        lo, hi, count = s.execute(
-            select(func.min(SearchRun.id), func.max(SearchRun.id), func.count(SearchRun.id))
-        ).one()
-        known = f"existing run ids: {lo}-{hi} ({count} runs)" if count else "no search runs yet"
-        raise NotFoundError(f"unknown run {run_id}; {known}")
-    bench = s.get(Benchmark, run.benchmark_id)
-    assert bench is not None
-    best = s.get(Proxy, run.best_proxy_id) if run.best_proxy_id is not None else None
-    rows = s.execute(
-        select(
-            Individual.generation,
-            Individual.status,
-            Individual.fitness,
-            Individual.pruning_rule,
-            Individual.seconds,
+        span = reports.run_ids()
+        known = (
+            f"existing run ids: {span.lowest}-{span.highest} ({span.count} runs)"
+            if span.count
+            else "no search runs yet"
         )
-        .where(Individual.run_id == run_id)
-        .order_by(Individual.generation, Individual.slot)
-    ).all()
-    data = RunData(run, bench, best, [tuple(r) for r in rows])  # type: ignore[misc]
-    data.held_out = _held_out(s, data)
+        raise NotFoundError(f"unknown run {run_id}; {known}")
+    best = reports.proxy(run.best_proxy_id) if run.best_proxy_id is not None else None
+    data = RunData(run, reports.run_benchmark(run), best, reports.individual_outcomes(run_id))
+    data.held_out = _held_out(reports, data)
     return data
 
 
-def _held_out(s: Session, data: RunData) -> list[HeldOutRow]:
+def _held_out(reports: ReportRepository, data: RunData) -> list[HeldOutRow]:
     """The run's latest test-split correlations: its best proxy first, then the baselines."""
-    baselines = s.execute(
-        select(Proxy.id, Proxy.name, Proxy.expression).where(
-            Proxy.name.in_(BASELINE_NAMES) | Proxy.expression.in_(BASELINE_NAMES)
-        )
-    ).all()
-    labels = {pid: name or expr for pid, name, expr in baselines}
+    labels = reports.proxy_labels(BASELINE_NAMES)
     if data.best is not None:
         labels[data.best.id] = f"best (run {data.run.id})"
-    rows = s.scalars(
-        select(Correlation)
-        .where(
-            Correlation.benchmark_id == data.bench.id,
-            Correlation.proxy_id.in_(list(labels)),
-            Correlation.split.like("test:%"),
-        )
-        .order_by(Correlation.computed_at.desc(), Correlation.id.desc())
-    ).all()
+    rows = reports.test_split_correlations(data.bench.id, labels)
     mine = [c for c in rows if (c.details or {}).get("run_id") == data.run.id]
     if not mine:
         return []
@@ -200,17 +194,8 @@ def _held_out(s: Session, data: RunData) -> list[HeldOutRow]:
 def _counterpart(s: Session, run: SearchRun) -> SearchRun | None:
     """The run with the same benchmark, seed and configuration but ``rps`` flipped."""
     want = {**run.config, "rps": not run.config.get("rps", True)}
-    candidates = s.scalars(
-        select(SearchRun)
-        .where(
-            SearchRun.benchmark_id == run.benchmark_id,
-            SearchRun.seed == run.seed,
-            SearchRun.id != run.id,
-        )
-        .order_by(SearchRun.id.desc())
-    ).all()
-    matching = [r for r in candidates if r.config == want]
-    completed = [r for r in matching if r.status == "completed"]
+    matching = [r for r in ReportRepository(s).runs_like(run) if r.config == want]
+    completed = [r for r in matching if r.status == RunStatus.COMPLETED]
     pick = completed or matching
     return pick[0] if pick else None
 
@@ -224,53 +209,26 @@ def _parse_split(label: str) -> SplitSpec | None:
     return None
 
 
-def _scatter_points(s: Session, data: RunData) -> tuple[list[tuple[float, float, int]], str] | None:
-    """(truth, mean score over seeds, n_layers) of the best proxy on the test split, and a note."""
+def _scatter_points(s: Session, data: RunData) -> Scatter | None:
+    """The best proxy's test-split points (truth, mean score over seeds, depth) and a note."""
     best_row = next((h for h in data.held_out if data.best and h.proxy_id == data.best.id), None)
     if best_row is None:
         return None
     c = best_row.correlation
     spec = _parse_split(c.split)
     if spec is None:
-        return [], f"the scatter is missing: split label {c.split!r} is not one this code reads"
-    archs = s.execute(
-        select(Architecture.id, Architecture.position, Architecture.n_layers).where(
-            Architecture.benchmark_id == data.bench.id
+        return Scatter(
+            [], f"the scatter is missing: split label {c.split!r} is not one this code reads"
         )
-    ).all()
-    test = set(split_positions([p for _, p, _ in archs], "test", spec))
-    layers = {a: n for a, p, n in archs if p in test}
-    truth = dict(
-        s.execute(
-            select(GroundTruth.architecture_id, GroundTruth.value).where(
-                GroundTruth.architecture_id.in_(list(layers)), GroundTruth.metric == c.metric
-            )
-        ).all()
-    )
+    benchmarks = BenchmarkRepository(s)
+    archs = benchmarks.architectures(data.bench.id)
+    test = set(split_positions([a.position for a in archs], "test", spec))
+    layers = {a.id: a.n_layers for a in archs if a.position in test}
+    truth = benchmarks.ground_truth(layers, c.metric)
     seeds = list(c.seeds or [])
-    scores: dict[int, dict[int, float]] = {}
-    pairs = set(zip(seeds, c.batch_hashes or [], strict=False))
-    for arch_id, seed, digest, score in s.execute(
-        select(
-            Evaluation.architecture_id, Evaluation.seed, InputBatch.content_hash, Evaluation.score
-        )
-        .join(InputBatch, InputBatch.id == Evaluation.batch_id)
-        .where(
-            Evaluation.proxy_id == c.proxy_id,
-            Evaluation.architecture_id.in_(list(layers)),
-            Evaluation.builder == c.builder,
-            Evaluation.objective == c.objective,
-            Evaluation.linear_scope == c.linear_scope,
-            Evaluation.seed.in_(seeds),
-            InputBatch.content_hash.in_(list(c.batch_hashes or [])),
-            Evaluation.status == "ok",
-        )
-    ).all():
-        # The correlation's i-th seed was computed on its i-th batch.
-        if score is not None and (seed, digest) in pairs:
-            scores.setdefault(arch_id, {})[seed] = score
+    scores = _seed_scores(ReportRepository(s), c, layers)
     points = [
-        (truth[a], statistics.fmean(scores[a].values()), layers[a])
+        ScatterPoint(truth[a], statistics.fmean(scores[a].values()), layers[a])
         for a in sorted(scores)
         if a in truth and set(scores[a]) == set(seeds)
     ]
@@ -280,7 +238,20 @@ def _scatter_points(s: Session, data: RunData) -> tuple[list[tuple[float, float,
     )
     if not points:
         note = f"the scatter is missing: no stored evaluations match correlation {c.id}; " + note
-    return points, note
+    return Scatter(points, note)
+
+
+def _seed_scores(
+    reports: ReportRepository, c: Correlation, arch_ids: Iterable[int]
+) -> dict[int, dict[int, float]]:
+    """Architecture id -> seed -> ok score behind correlation ``c``."""
+    # The correlation's i-th seed was computed on its i-th batch.
+    pairs = set(zip(c.seeds or [], c.batch_hashes or [], strict=False))
+    scores: dict[int, dict[int, float]] = {}
+    for e in reports.correlation_scores(c, arch_ids):
+        if e.score is not None and (e.seed, e.batch_hash) in pairs:
+            scores.setdefault(e.architecture_id, {})[e.seed] = e.score
+    return scores
 
 
 # ---------------------------------------------------------------------------- plotting
@@ -300,13 +271,13 @@ def _plot_fitness(path: Path, data: RunData, other: RunData | None, population: 
     )
 
 
-def _plot_scatter(path: Path, data: RunData, points: list[tuple[float, float, int]]) -> Path:
+def _plot_scatter(path: Path, data: RunData, points: list[ScatterPoint]) -> Path:
     c = data.held_out[0].correlation
     expression = data.best.expression if data.best else ""
     short = expression if len(expression) <= 80 else expression[:77] + "..."
     return plot_scatter(
         path,
-        points,
+        [(p.truth, p.score, p.n_layers) for p in points],
         title=f"Run {data.run.id}, {c.split}: spearman {fmt(c.spearman)}, tie-fair kendall "
         f"{fmt(c.kendall_tiefair)}, n={len(points)}\n{short}",
         xlabel=f"ground truth: {c.metric} ({data.bench.direction} is better)",

@@ -21,6 +21,7 @@ from lpzero_queue.storage import (
     Evaluation,
     GroundTruth,
     Individual,
+    IndividualOutcome,
     InputBatch,
     Proxy,
     SearchRun,
@@ -250,11 +251,11 @@ def test_unknown_run_names_the_existing_ids(sessions: sessionmaker[Session]) -> 
 
 def test_fitness_curves_use_the_top_population() -> None:
     rows = [
-        (0, "ok", 0.1, None, None),
-        (0, "ok", 0.5, None, None),
-        (0, "pruned", None, "r", None),
-        (1, "ok", 0.3, None, None),
-        (2, "error", None, None, None),
+        IndividualOutcome(0, "ok", 0.1, None, None),
+        IndividualOutcome(0, "ok", 0.5, None, None),
+        IndividualOutcome(0, "pruned", None, "r", None),
+        IndividualOutcome(1, "ok", 0.3, None, None),
+        IndividualOutcome(2, "error", None, None, None),
     ]
     gens, best, median = fitness_curves(rows, population=2)
     assert gens == [0, 1, 2]
