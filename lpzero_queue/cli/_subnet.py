@@ -13,14 +13,21 @@ import shlex
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
 
 from lpzero_queue.cli._train import hyperparameters
 from lpzero_queue.errors import LpzqError
+from lpzero_queue.storage import EvaluationStatus
+
+if TYPE_CHECKING:
+    from lpzero_queue.cli._context import Runtime
+    from lpzero_queue.proxies.spec import ProxySpec
+    from lpzero_queue.training.subnet import ElasticSpace
 
 app = typer.Typer(
     help="LoNAS-style sub-networks of a LLaMA model: pretrain one, search with a proxy.",
@@ -53,6 +60,7 @@ def subnet_pretrain(
     from lpzero_queue.cli._progress import training_progress
     from lpzero_queue.execution.train_runner import TrainRunner
     from lpzero_queue.execution.train_tasks import JobRequest
+    from lpzero_queue.storage import JobStatus
     from lpzero_queue.training.llama import tiny_llama_config
 
     if min(hidden, layers, heads, intermediate) < 1 or hidden % heads:
@@ -70,7 +78,7 @@ def subnet_pretrain(
     runner = TrainRunner(rt.settings, rt.engine, say=_say)
     with training_progress(rt.engine, [request], "pretraining"):
         (result,) = runner.run([request], retry_failed=True)
-    if result.status != "completed":
+    if result.status != JobStatus.COMPLETED:
         raise LpzqError(f"pretraining job {result.id} {result.status}: {result.error}")
     if not (target / "config.json").is_file():
         # The job completed earlier and its model directory was removed since: train it again.
@@ -87,8 +95,138 @@ def subnet_pretrain(
 
 
 def _pick(rows: list[dict[str, Any]], k: int, higher: bool) -> list[dict[str, Any]]:
-    ok = [r for r in rows if r["status"] == "ok"]
+    ok = [r for r in rows if r["status"] == EvaluationStatus.OK]
     return sorted(ok, key=lambda r: r["score"], reverse=higher)[:k]
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """The elastic space of a model and the proxy scores of a sample of its sub-networks."""
+
+    space: ElasticSpace
+    scored: list[dict[str, Any]]  # one row per sampled sub-network (status, score, widths, ...)
+
+    @property
+    def ok(self) -> list[dict[str, Any]]:
+        return [r for r in self.scored if r["status"] == EvaluationStatus.OK]
+
+
+def _check_search_options(linear_scope: str, samples: int, top_k: int, rank: int) -> None:
+    if linear_scope not in ("mixer", "all"):
+        raise LpzqError(f"invalid --linear-scope {linear_scope!r}; valid: mixer, all")
+    if samples < 1 or top_k < 1 or rank < 1:
+        raise LpzqError("--samples, --top-k and --rank must be positive")
+
+
+def _score_sample(
+    path: Path,
+    config: dict[str, Any],
+    spec: ProxySpec,
+    *,
+    samples: int,
+    rank: int,
+    seed: int,
+    rng: np.random.Generator,
+    linear_scope: str,
+) -> _Scored:
+    """Sample sub-networks of the model's elastic space and score each with the proxy."""
+    from lpzero_queue.training import subnet as sn
+
+    space = sn.elastic_space(config, rank=rank)
+    subnets = sn.sample_subnets(space, samples, rng)
+    _say(
+        f"elastic space: {space.layers} layers x widths {list(space.widths)} x ranks "
+        f"{list(space.ranks)} ({space.size:,} sub-networks); scoring {len(subnets)} with "
+        f"{spec.label}"
+    )
+    started = time.perf_counter()
+    batch = sn.proxy_batch(seed=seed, batch_size=4, seq_len=64)
+    scored = sn.score_subnets(
+        path, subnets, spec.text, seed=seed, batch=batch, linear_scope=linear_scope
+    )
+    result = _Scored(space, scored)
+    _say(f"scored {len(scored)} sub-networks in {time.perf_counter() - started:.1f} s "
+         f"({len(result.ok)} ok)")  # fmt: skip
+    if not result.ok:
+        raise LpzqError(f"the proxy gave no finite score on any sub-network ({scored[0]['error']})")
+    return result
+
+
+def _pick_groups(
+    sample: _Scored, spec: ProxySpec, top_k: int, random_k: int, rng: np.random.Generator
+) -> list[tuple[str, dict[str, Any]]]:
+    """(group, row) to fine-tune: the proxy's top k, k random ones and the largest."""
+    from lpzero_queue.training import subnet as sn
+
+    scored = sample.scored
+    picked = _pick(scored, top_k, spec.direction == "higher")
+    chosen = rng.choice(len(scored), size=min(random_k, len(scored)), replace=False)
+    randoms = [scored[int(i)] for i in chosen]
+    groups = [("proxy", r) for r in picked] + [("random", r) for r in randoms]
+    groups.append(("largest", {**sn.largest(sample.space).to_dict(), "score": None}))
+    return groups
+
+
+def _finetune(
+    rt: Runtime,
+    path: Path,
+    fingerprint: str,
+    groups: list[tuple[str, dict[str, Any]]],
+    hp: dict[str, Any],
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Fine-tune every picked sub-network (train jobs); one table row per sub-network."""
+    from lpzero_queue.cli._progress import training_progress
+    from lpzero_queue.execution.train_runner import TrainRunner
+    from lpzero_queue.execution.train_tasks import JobRequest
+
+    requests = [
+        JobRequest(
+            {"kind": "subnet", "model_path": str(path), "model_sha": fingerprint,
+             "widths": r["widths"], "ranks": r["ranks"], "alpha": 16.0},
+            hp, seed,
+        )
+        for _, r in groups
+    ]  # fmt: skip
+    rt.require_schema(create=True)
+    runner = TrainRunner(rt.settings, rt.engine, say=_say)
+    with training_progress(rt.engine, requests, "fine-tuning"):
+        results = runner.run(requests)
+    table: list[dict[str, Any]] = []
+    for (group, row), res in zip(groups, results, strict=True):
+        m = res.metrics
+        params = m.get("params", {})
+        entry = {
+            "group": group, "widths": row["widths"], "ranks": row["ranks"],
+            "proxy_score": row.get("score"), "job": res.id, "status": res.status,
+            "valid_ppl": m.get("valid_ppl"), "active_params": params.get("active"),
+            "trainable_params": params.get("trainable"), "error": res.error,
+        }  # fmt: skip
+        table.append(entry)
+    return table
+
+
+def _echo_comparison(table: list[dict[str, Any]], hp: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Print the fine-tuned table and each group's summary; return the summary."""
+    _print_table(table)
+    summary = _summary(table)
+    for line in summary["lines"]:
+        typer.echo(line)
+    steps, batch_size, seq_len = hp["steps"], hp["batch_size"], hp["seq_len"]
+    typer.echo(
+        f"fine-tuning: {steps} steps of {batch_size}x{seq_len} tokens, LoRA only (alpha 16), "
+        f"seed {seed}; validation: {hp['eval_batches']}x{batch_size}x{seq_len} tokens of the "
+        "shipped text's validation paragraphs; proxy batch 4x64 of the training text"
+    )
+    return summary
+
+
+def _proxy_vs_size(ok: list[dict[str, Any]]) -> float:
+    """Kendall tau between the proxy's scores and the active parameters of the ok rows."""
+    from scipy import stats
+
+    scores = [r["score"] for r in ok]
+    return float(stats.kendalltau(scores, [r["active_params"] for r in ok]).statistic)
 
 
 @app.command("search")
@@ -121,18 +259,11 @@ def subnet_search(
 
     Example: lpzq subnet search --model tiny-llama --proxy lpzero-gpt2 --samples 200 --top-k 4
     """
-    from lpzero_queue.cli._progress import training_progress
-    from lpzero_queue.execution.train_runner import TrainRunner
-    from lpzero_queue.execution.train_tasks import JobRequest
     from lpzero_queue.proxies.spec import resolve_proxy
     from lpzero_queue.training import subnet as sn
     from lpzero_queue.training.llama import load_llama
 
-    if linear_scope not in ("mixer", "all"):
-        raise LpzqError(f"invalid --linear-scope {linear_scope!r}; valid: mixer, all")
-    if samples < 1 or top_k < 1 or rank < 1:
-        raise LpzqError("--samples, --top-k and --rank must be positive")
-    rk = top_k if random_k is None else random_k
+    _check_search_options(linear_scope, samples, top_k, rank)
     hp = hyperparameters(steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr)
     sn.check_expression(proxy.strip())
     direction = None if higher_is_better is None else ("higher" if higher_is_better else "lower")
@@ -142,77 +273,36 @@ def subnet_search(
     rt = ctx.obj
     rt.apply_torch_settings()
     rng = np.random.default_rng(seed)
-    space = sn.elastic_space(config, rank=rank)
-    subnets = sn.sample_subnets(space, samples, rng)
-    _say(
-        f"elastic space: {space.layers} layers x widths {list(space.widths)} x ranks "
-        f"{list(space.ranks)} ({space.size:,} sub-networks); scoring {len(subnets)} with "
-        f"{spec.label}"
-    )
-    started = time.perf_counter()
-    batch = sn.proxy_batch(seed=seed, batch_size=4, seq_len=64)
-    scored = sn.score_subnets(
-        path, subnets, spec.text, seed=seed, batch=batch, linear_scope=linear_scope
-    )
-    ok = [r for r in scored if r["status"] == "ok"]
-    _say(f"scored {len(scored)} sub-networks in {time.perf_counter() - started:.1f} s "
-         f"({len(ok)} ok)")  # fmt: skip
-    if not ok:
-        raise LpzqError(f"the proxy gave no finite score on any sub-network ({scored[0]['error']})")
-    picked = _pick(scored, top_k, spec.direction == "higher")
-    chosen = rng.choice(len(scored), size=min(rk, len(scored)), replace=False)
-    randoms = [scored[int(i)] for i in chosen]
-    big = sn.largest(space)
-    groups = [("proxy", r) for r in picked] + [("random", r) for r in randoms]
-    groups.append(("largest", {**big.to_dict(), "score": None}))
+    sample = _score_sample(
+        path, config, spec, samples=samples, rank=rank, seed=seed, rng=rng,
+        linear_scope=linear_scope,
+    )  # fmt: skip
+    groups = _pick_groups(sample, spec, top_k, top_k if random_k is None else random_k, rng)
     fingerprint = sn.model_fingerprint(path)
-    requests = [
-        JobRequest(
-            {"kind": "subnet", "model_path": str(path), "model_sha": fingerprint,
-             "widths": r["widths"], "ranks": r["ranks"], "alpha": 16.0},
-            hp, seed,
-        )
-        for _, r in groups
-    ]  # fmt: skip
-    rt.require_schema(create=True)
-    runner = TrainRunner(rt.settings, rt.engine, say=_say)
-    with training_progress(rt.engine, requests, "fine-tuning"):
-        results = runner.run(requests)
-    table: list[dict[str, Any]] = []
-    for (group, row), res in zip(groups, results, strict=True):
-        m = res.metrics
-        params = m.get("params", {})
-        entry = {
-            "group": group, "widths": row["widths"], "ranks": row["ranks"],
-            "proxy_score": row.get("score"), "job": res.id, "status": res.status,
-            "valid_ppl": m.get("valid_ppl"), "active_params": params.get("active"),
-            "trainable_params": params.get("trainable"), "error": res.error,
-        }  # fmt: skip
-        table.append(entry)
-    _print_table(table)
-    summary = _summary(table)
-    for line in summary["lines"]:
-        typer.echo(line)
+    table = _finetune(rt, path, fingerprint, groups, hp, seed)
+    summary = _echo_comparison(table, hp, seed)
+    tau_size = _proxy_vs_size(sample.ok)
     typer.echo(
-        f"fine-tuning: {steps} steps of {batch_size}x{seq_len} tokens, LoRA only (alpha 16), "
-        f"seed {seed}; validation: {hp['eval_batches']}x{batch_size}x{seq_len} tokens of the "
-        "shipped text's validation paragraphs; proxy batch 4x64 of the training text"
+        f"proxy vs active parameters over the {len(sample.ok)} scored: Kendall {tau_size:+.3f}"
     )
-    from scipy import stats
-
-    ok_scores = [r["score"] for r in ok]
-    tau_size = stats.kendalltau(ok_scores, [r["active_params"] for r in ok]).statistic
-    typer.echo(f"proxy vs active parameters over the {len(ok)} scored: Kendall {tau_size:+.3f}")
     report = {
         "command": shlex.join(["lpzq", *sys.argv[1:]]),
         "model": str(path), "model_sha": fingerprint, "proxy": spec.text,
         "direction": spec.direction, "linear_scope": linear_scope, "seed": seed,
-        "hyperparameters": hp,
-        "space": {"layers": space.layers, "widths": list(space.widths), "ranks": list(space.ranks)},
-        "scored": scored, "finetuned": table, "summary": summary["groups"],
+        "hyperparameters": hp, "space": _space_dict(sample.space),
+        "scored": sample.scored, "finetuned": table, "summary": summary["groups"],
         "proxy_vs_active_params_kendall": tau_size,
     }  # fmt: skip
     target = out or rt.settings.data_dir / "subnet" / f"search-{fingerprint}-seed{seed}.json"
+    _write_json(target, report)
+
+
+def _space_dict(space: ElasticSpace) -> dict[str, Any]:
+    return {"layers": space.layers, "widths": list(space.widths), "ranks": list(space.ranks)}
+
+
+def _write_json(target: Path, report: dict[str, Any]) -> None:
+    """Write the search's JSON report (its folder created) and say where."""
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(report, indent=2, default=float))
     typer.echo(f"report: {target}")

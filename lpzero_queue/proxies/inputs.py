@@ -204,6 +204,80 @@ def _rng_for(train: bool, seed: int) -> Iterator[None]:
         yield
 
 
+class _Hooks:
+    """Forward hooks on a model's taps: tap outputs stored, the embedding output's grad kept.
+
+    Stores the outputs of the ``act``/``head``/``softmax`` taps (in module order) as they are
+    computed, and keeps the live ``embedding`` tap output so that its gradient can be read after
+    the backward pass. :meth:`remove` takes every hook off and drops the graph-holding tensors.
+    """
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+        self.captured: dict[str, list[Tensor]] = {kind: [] for kind in _TAP_INPUTS}
+        self.embedded: list[Tensor] = []  # the live embedding-tap output (grad retained)
+        self.handles: list[Any] = []
+
+    def register(self, model: nn.Module) -> None:
+        """Hook every tap of ``model`` (undone by :meth:`remove`, also after a partial failure)."""
+        from lpzero_queue.benchmarks.taps import taps
+
+        for kind in _TAP_INPUTS:
+            self.handles += [
+                tap.register_forward_hook(self._keep(kind)) for tap in taps(model, kind)
+            ]
+        self.handles += [
+            tap.register_forward_hook(self._retain) for tap in taps(model, "embedding")
+        ]
+
+    def _keep(self, kind: str) -> Any:
+        def hook(_module: nn.Module, _args: Any, output: Tensor) -> None:
+            self.captured[kind].append(_store(output, self.dtype))
+
+        return hook
+
+    def _retain(self, _module: nn.Module, _args: Any, output: Tensor) -> None:
+        output.retain_grad()
+        self.embedded.append(output)
+
+    def jacobians(self) -> tuple[Tensor, ...]:
+        """The gradient of the objective w.r.t. each embedding tap output (after backward)."""
+        jacobs = []
+        for t in self.embedded:
+            if t.grad is None:
+                raise RuntimeError("the embedding tap output received no gradient")
+            jacobs.append(_store(t.grad, self.dtype))
+        return tuple(jacobs)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.embedded.clear()  # drop the graph-holding tensor
+
+
+def _scope_linears(model: nn.Module, linear_scope: str) -> list[nn.Linear]:
+    """The Linears whose weights feed ``weight``/``grad`` (before the backward pass)."""
+    if linear_scope not in LINEAR_SCOPES:
+        raise ValueError(f"linear scope must be one of {LINEAR_SCOPES}, got {linear_scope!r}")
+    if linear_scope == "mixer":
+        return list(model.mixer_linears())  # type: ignore[operator]
+    return [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def _weights_and_grads(
+    linears: list[nn.Linear], linear_scope: str, dtype: torch.dtype
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """(weights, grads) of the scope's Linears, read after the backward pass."""
+    if linear_scope == "all":  # Linears outside the loss's graph have no gradient
+        linears = [lin for lin in linears if lin.weight.grad is not None]
+    grads = []
+    for i, lin in enumerate(linears):
+        if lin.weight.grad is None:
+            raise RuntimeError(f"mixer linear {i} received no gradient")
+        grads.append(_store(lin.weight.grad, dtype))
+    return tuple(_store(lin.weight, dtype) for lin in linears), tuple(grads)
+
+
 def extract_inputs(
     model: nn.Module,
     batch: InputBatch,
@@ -236,65 +310,29 @@ def extract_inputs(
         ValueError: Unsupported dtype or linear scope.
         RuntimeError: The model has no taps of a kind, or a mixer weight received no gradient.
     """
-    from lpzero_queue.benchmarks.taps import taps
-
     if dtype not in STORAGE_DTYPES:
         raise ValueError(f"storage dtype must be one of {STORAGE_DTYPES}, got {dtype}")
-    captured: dict[str, list[Tensor]] = {kind: [] for kind in _TAP_INPUTS}
-    embedded: list[Tensor] = []  # the live embedding-tap output (grad retained)
-
-    def keep(kind: str) -> Any:
-        def hook(_module: nn.Module, _args: Any, output: Tensor) -> None:
-            captured[kind].append(_store(output, dtype))
-
-        return hook
-
-    def retain(_module: nn.Module, _args: Any, output: Tensor) -> None:
-        output.retain_grad()
-        embedded.append(output)
-
-    if linear_scope not in LINEAR_SCOPES:
-        raise ValueError(f"linear scope must be one of {LINEAR_SCOPES}, got {linear_scope!r}")
-    linears: list[nn.Linear] = (
-        list(model.mixer_linears())  # type: ignore[operator]
-        if linear_scope == "mixer"
-        else [m for m in model.modules() if isinstance(m, nn.Linear)]
-    )
+    linears = _scope_linears(model, linear_scope)
+    hooks = _Hooks(dtype)
     was_training = model.training
-    handles = []
     try:
-        for kind in _TAP_INPUTS:
-            handles += [tap.register_forward_hook(keep(kind)) for tap in taps(model, kind)]
-        handles += [tap.register_forward_hook(retain) for tap in taps(model, "embedding")]
+        hooks.register(model)
         model.zero_grad(set_to_none=True)
         model.train(train)
         with _rng_for(train, seed):
             loss = forward_loss(model, batch, objective=objective, seed=seed)
             loss.backward()
-        if linear_scope == "all":  # Linears outside the loss's graph have no gradient
-            linears = [lin for lin in linears if lin.weight.grad is not None]
-        grads = []
-        for i, lin in enumerate(linears):
-            if lin.weight.grad is None:
-                raise RuntimeError(f"mixer linear {i} received no gradient")
-            grads.append(_store(lin.weight.grad, dtype))
-        jacobs = []
-        for t in embedded:
-            if t.grad is None:
-                raise RuntimeError("the embedding tap output received no gradient")
-            jacobs.append(_store(t.grad, dtype))
+        weights, grads = _weights_and_grads(linears, linear_scope, dtype)
         out: dict[str, tuple[Tensor, ...]] = {
-            "act": tuple(captured["act"]),
-            "head": tuple(captured["head"]),
-            "softmax": tuple(captured["softmax"]),
-            "grad": tuple(grads),
-            "weight": tuple(_store(lin.weight, dtype) for lin in linears),
-            "jacobs": tuple(jacobs),
+            "act": tuple(hooks.captured["act"]),
+            "head": tuple(hooks.captured["head"]),
+            "softmax": tuple(hooks.captured["softmax"]),
+            "grad": grads,
+            "weight": weights,
+            "jacobs": hooks.jacobians(),
         }
     finally:
-        for handle in handles:
-            handle.remove()
-        embedded.clear()  # drop the graph-holding tensor
+        hooks.remove()
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     empty = [name for name in INPUT_NAMES if not out[name]]
