@@ -1,6 +1,6 @@
 """Storage: the SQLAlchemy schema, engines, Alembic migrations and the repository."""
 
-from lpzero_queue.storage._engine import check_connection, make_engine, transaction
+from lpzero_queue.storage._engine import Sessions, check_connection, make_engine, transaction
 from lpzero_queue.storage._migrate import (
     alembic_config,
     current_revision,
@@ -24,6 +24,18 @@ from lpzero_queue.storage._models import (
     WorkUnitRow,
 )
 from lpzero_queue.storage._upsert import insert_ignore
+from lpzero_queue.storage.runs import (
+    IndividualRecord,
+    JobProgress,
+    RunArchitecture,
+    RunLease,
+    RunLeaseHeldError,
+    RunLeaseLostError,
+    RunRecord,
+    RunRepository,
+    job_progress,
+    new_lease_owner,
+)
 from lpzero_queue.storage.status import (
     EvaluationStatus,
     IndividualStatus,
@@ -42,12 +54,21 @@ __all__ = [
     "EvaluationStatus",
     "GroundTruth",
     "Individual",
+    "IndividualRecord",
     "IndividualStatus",
     "InputBatch",
+    "JobProgress",
     "JobStatus",
     "Proxy",
+    "RunArchitecture",
+    "RunLease",
+    "RunLeaseHeldError",
+    "RunLeaseLostError",
+    "RunRecord",
+    "RunRepository",
     "RunStatus",
     "SearchRun",
+    "Sessions",
     "TrainingJob",
     "UnitKind",
     "UnitStatus",
@@ -58,8 +79,10 @@ __all__ = [
     "downgrade",
     "head_revision",
     "insert_ignore",
+    "job_progress",
     "make_engine",
     "migrations_dir",
+    "new_lease_owner",
     "transaction",
     "upgrade",
 ]
