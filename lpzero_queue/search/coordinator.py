@@ -9,6 +9,7 @@ uninterrupted one, and evaluations stored by earlier runs are reused, not recomp
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -249,7 +250,8 @@ def execute_run(
         except RunLeaseLostError:
             raise  # the run is another coordinator's now: write nothing
         except BaseException as exc:
-            runs.finish(lease, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(RunLeaseLostError):  # taken over meanwhile: not ours
+                runs.finish(lease, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             raise
 
 
@@ -284,9 +286,7 @@ def _drive(
     best_text = _store_best(evaluator, best, selection)
     if held_out is not None:
         held_out(best_text)
-    if not runs.finish(lease, RunStatus.COMPLETED):
-        beat.lost.set()
-        beat.check()
+    runs.finish(lease, RunStatus.COMPLETED)
     return RunResult(
         run_id, RunStatus.COMPLETED, best_text, best.fitness, cfg.generations, population
     )

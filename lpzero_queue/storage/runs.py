@@ -530,16 +530,18 @@ class RunRepository:
                 .values(best_proxy_id=best_proxy_id, best_fitness=best_fitness, selection=selection)
             )
 
-    def finish(self, lease: RunLease, status: RunStatus, error: str | None = None) -> bool:
+    def finish(self, lease: RunLease, status: RunStatus, error: str | None = None) -> None:
         """End the holder's drive: ``completed`` (finished now) or ``failed`` (with ``error``);
-        the lease is released. False, and nothing written, when the lease is no longer held."""
+        the lease is released.
+
+        Raises:
+            RunLeaseLostError: the lease is no longer held (nothing is written).
+        """
         values: dict[str, Any] = {"status": status, "lease_owner": None, "lease_expires_at": None}
         with transaction(self.sessions) as s:
-            now = _db_now(s)
-            values["heartbeat_at"] = now
+            self._fence(s, lease)
             if status == RunStatus.COMPLETED:
-                values["finished_at"] = now
+                values["finished_at"] = _db_now(s)
             if error is not None:
                 values["error"] = error[:2000]
-            written = s.execute(update(SearchRun).where(_held(lease)).values(**values))
-            return _rowcount(written) == 1
+            s.execute(update(SearchRun).where(_held(lease)).values(**values))

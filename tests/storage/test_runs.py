@@ -119,7 +119,7 @@ def test_a_run_reads_back_as_a_typed_record(
         (1, IndividualStatus.OK, 0.5, None),
     ]
     runs.record_result(lease, best_proxy_id=proxy_id, best_fitness=0.5, selection={"by": "f"})
-    assert runs.finish(lease, RunStatus.COMPLETED)
+    runs.finish(lease, RunStatus.COMPLETED)
     done = runs.get(run_id)
     assert done.status is RunStatus.COMPLETED and done.best_expression == "mean(abs(act))"
     assert done.selection == {"by": "f"} and done.finished_at is not None
@@ -184,7 +184,8 @@ def test_a_running_run_whose_lease_lapsed_is_stale_and_taken_over(
         runs.record_result(old, best_proxy_id=proxy_id, best_fitness=0.9, selection={})
     with pytest.raises(RunLeaseLostError):
         runs.mark_running(old)
-    assert not runs.finish(old, RunStatus.FAILED, "late")
+    with pytest.raises(RunLeaseLostError):
+        runs.finish(old, RunStatus.FAILED, "late")
     assert not runs.release_lease(old)
     run = runs.get(run_id)
     assert (run.status, run.error, run.best_fitness) == (RunStatus.RUNNING, None, None)
