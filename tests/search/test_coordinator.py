@@ -280,12 +280,17 @@ def test_a_run_is_driven_by_one_coordinator_and_a_usurped_one_writes_nothing(
     runs.release_lease(elsewhere)
 
     def taken_over(text: str) -> None:
-        # This coordinator stalls past its lease while the held-out split is scored (say, its
-        # machine was suspended), and another coordinator takes the run over.
-        past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        # This coordinator stalled past its lease while the held-out split was scored (say, its
+        # machine was suspended), and another coordinator took the run over (as
+        # RunRepository.acquire_lease does; one UPDATE, so that this coordinator's heartbeat
+        # thread cannot renew in between).
+        soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)
         with transaction(sessions) as s:
-            s.execute(update(SearchRun).where(SearchRun.id == run_id).values(lease_expires_at=past))
-        runs.acquire_lease(RunLease(run_id, "newcomer:2:bb", 60.0))
+            s.execute(
+                update(SearchRun)
+                .where(SearchRun.id == run_id)
+                .values(lease_owner="newcomer:2:bb", lease_expires_at=soon)
+            )
 
     with pytest.raises(RunLeaseLostError, match="lost the run's lease to newcomer:2:bb"):
         execute_run(sessions, run_id, _executor(), held_out=taken_over)
