@@ -20,9 +20,8 @@ from rich.progress import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from lpzero_queue.execution.train_tasks import JobRequest
+    from lpzero_queue.storage import Engine
 
 # Without a terminal, report at most this often (and always at the end).
 LOG_EVERY_S = 30.0

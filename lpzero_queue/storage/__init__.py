@@ -1,6 +1,12 @@
 """Storage: the SQLAlchemy schema, engines, Alembic migrations and the repository."""
 
-from lpzero_queue.storage._engine import Sessions, check_connection, make_engine, transaction
+from lpzero_queue.storage._engine import (
+    Engine,
+    Sessions,
+    check_connection,
+    make_engine,
+    transaction,
+)
 from lpzero_queue.storage._migrate import (
     alembic_config,
     current_revision,
@@ -50,6 +56,7 @@ __all__ = [
     "Base",
     "Benchmark",
     "Correlation",
+    "Engine",
     "Evaluation",
     "EvaluationStatus",
     "GroundTruth",
