@@ -68,6 +68,11 @@ class Settings(BaseModel):
     # Scoring processes of the embedded default, one torch thread each; 0 = one per core (max 4).
     local_processes: int = Field(default=0, ge=0)
 
+    # A search run's lease: its coordinator renews it every third of this while it works; a
+    # run whose coordinator stopped renewing it this long shows as stale, and
+    # ``lpzq search resume`` may take it over.
+    run_lease_s: float = Field(default=60.0, gt=0)
+
     # Distributed execution (coordinator and workers must agree on these).
     # A scoring unit past the soft limit stops with its proxies recorded as ``timeout``.
     celery_soft_time_limit_s: int = Field(default=1800, gt=0)
@@ -159,6 +164,7 @@ class Settings(BaseModel):
             "torch_threads": self.scoring_threads,
             "input_cache_gb": self.input_cache_gb,
             "local_processes": self.effective_local_processes,
+            "run_lease_s": self.run_lease_s,
             "celery_soft_time_limit_s": self.celery_soft_time_limit_s,
             "celery_hard_time_limit_s": self.celery_hard_time_limit_s,
             "celery_visibility_timeout_s": self.effective_visibility_timeout_s,

@@ -20,9 +20,8 @@ from rich.progress import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from lpzero_queue.execution.train_tasks import JobRequest
+    from lpzero_queue.storage import Engine
 
 # Without a terminal, report at most this often (and always at the end).
 LOG_EVERY_S = 30.0
@@ -98,11 +97,8 @@ def training_progress(engine: Engine, requests: Sequence[JobRequest], label: str
     rows: the same for jobs trained in this process and on Celery workers. A finished job counts
     all its steps, whatever its outcome.
     """
-    from sqlalchemy import select
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from lpzero_queue.execution.train_tasks import TERMINAL
-    from lpzero_queue.storage import TrainingJob
+    from lpzero_queue.errors import StorageError
+    from lpzero_queue.storage import job_progress
 
     steps = {r.key: int(r.hyperparameters["steps"]) for r in requests}
     total = sum(steps.values())
@@ -110,16 +106,12 @@ def training_progress(engine: Engine, requests: Sequence[JobRequest], label: str
     shown: list[tuple[int, int]] = []
 
     def poll(advance: Callable[..., None]) -> None:
-        query = select(TrainingJob.job_key, TrainingJob.status, TrainingJob.step).where(
-            TrainingJob.job_key.in_(list(steps))
-        )
         try:
-            with engine.connect() as conn:
-                rows = conn.execute(query).all()
-        except SQLAlchemyError:  # a busy database only delays the next report
+            jobs = job_progress(engine, list(steps))
+        except StorageError:  # a busy database only delays the next report
             return
-        finished = sum(status in TERMINAL for _, status, _ in rows)
-        done = sum(steps[key] if status in TERMINAL else step or 0 for key, status, step in rows)
+        finished = sum(j.finished for j in jobs)
+        done = sum(steps[j.job_key] if j.finished else j.step for j in jobs)
         if not shown or shown[-1] != (done, finished):
             shown.append((done, finished))
             advance(done, total, jobs=f"{finished}/{len(steps)} finished")

@@ -74,7 +74,8 @@ def _finish(rt: Runtime, run_id: int, report: Any = None) -> None:
     echo_comparisons(held_out_comparisons(report, summary["best"], published.text), labels)
 
 
-def _execute(rt: Runtime, run_id: int) -> None:
+def _execute(rt: Runtime, run_id: int, owner: str) -> None:
+    """Drive the run as the coordinator ``owner`` (its lease token)."""
     from lpzero_queue.cli._progress import progress_bar
     from lpzero_queue.search.coordinator import execute_run
 
@@ -87,7 +88,15 @@ def _execute(rt: Runtime, run_id: int) -> None:
             reports.append(_held_out(rt, run_id, best))
 
         advance = bar.enter_context(progress_bar(f"search run {run_id}"))
-        execute_run(rt.sessions, run_id, rt.executor(), progress=advance, held_out=held_out)
+        execute_run(
+            rt.sessions,
+            run_id,
+            rt.executor(),
+            progress=advance,
+            held_out=held_out,
+            owner=owner,
+            lease_s=rt.settings.run_lease_s,
+        )
     _finish(rt, run_id, reports[0] if reports else None)
 
 
@@ -150,6 +159,7 @@ def search_start(
     """
     from lpzero_queue.search.config import SearchConfig
     from lpzero_queue.search.coordinator import create_run
+    from lpzero_queue.storage import new_lease_owner
 
     options = dict(
         population=population,
@@ -181,20 +191,26 @@ def search_start(
     rt = ctx.obj
     rt.require_schema(create=True)
     rt.benchmark(bench)
-    run_id = create_run(rt.sessions, bench, config)
+    owner = new_lease_owner()  # the run is created held by this coordinator
+    run_id = create_run(rt.sessions, bench, config, owner=owner, lease_s=rt.settings.run_lease_s)
     typer.echo(f"search run {run_id} on {bench} (lpzq search status {run_id})")
-    _execute(rt, run_id)
+    _execute(rt, run_id, owner)
 
 
 @app.command("resume")
 def search_resume(ctx: typer.Context, run: int = typer.Argument(..., help="Run id.")) -> None:
     """Continue a run that was interrupted; ends exactly as an uninterrupted run would.
 
+    A stale run (its coordinator stopped renewing its lease) is taken over; a run another
+    coordinator still drives is refused.
+
     Example: lpzq search resume 3
     """
+    from lpzero_queue.storage import new_lease_owner
+
     rt = ctx.obj
     rt.require_schema()
-    _execute(rt, run)
+    _execute(rt, run, new_lease_owner())
 
 
 @app.command("status")
@@ -221,34 +237,29 @@ def search_status(
 
 @app.command("list")
 def search_list(ctx: typer.Context) -> None:
-    """List search runs.
+    """List search runs (``stale``: running, but its coordinator stopped renewing its lease).
 
     Example: lpzq search list
     """
-    from sqlalchemy import select
-
-    from lpzero_queue.storage import Benchmark, Proxy, SearchRun, transaction
+    from lpzero_queue.storage import RunRepository
 
     rt = ctx.obj
     rt.require_schema(create=True)
-    with transaction(rt.sessions) as s:
-        rows = s.execute(
-            select(
-                SearchRun.id,
-                Benchmark.name,
-                SearchRun.status,
-                SearchRun.seed,
-                SearchRun.best_fitness,
-                Proxy.expression,
-                SearchRun.created_at,
-            )
-            .join(Benchmark, Benchmark.id == SearchRun.benchmark_id)
-            .outerjoin(Proxy, Proxy.id == SearchRun.best_proxy_id)
-            .order_by(SearchRun.id)
-        ).all()
+    runs = RunRepository(rt.sessions).list_runs()
     echo_table(
         ["run", "benchmark", "status", "seed", "best_fitness", "best", "created"],
-        [[*r[:6], str(r[6])[:19]] for r in rows],
+        [
+            [
+                r.id,
+                r.benchmark,
+                r.shown_status,
+                r.seed,
+                r.best_fitness,
+                r.best_expression,
+                str(r.created_at)[:19],
+            ]
+            for r in runs
+        ],
     )
 
 
@@ -269,16 +280,13 @@ def search_cancel(ctx: typer.Context, run: int = typer.Argument(..., help="Run i
 
     Example: lpzq search cancel 2
     """
-    from sqlalchemy import update
-
-    from lpzero_queue.search.coordinator import run_summary
-    from lpzero_queue.storage import SearchRun, transaction
+    from lpzero_queue.storage import RunRepository, RunStatus
 
     rt = ctx.obj
     rt.require_schema()
-    summary = run_summary(rt.sessions, run)
-    if summary["status"] in ("completed", "cancelled"):
-        raise LpzqError(f"search run {run} is already {summary['status']}")
-    with transaction(rt.sessions) as s:
-        s.execute(update(SearchRun).where(SearchRun.id == run).values(status="cancelled"))
+    runs = RunRepository(rt.sessions)
+    status = runs.get(run).status
+    if status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
+        raise LpzqError(f"search run {run} is already {status}")
+    runs.cancel(run)
     typer.echo(f"search run {run}: cancelled")

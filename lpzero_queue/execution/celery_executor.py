@@ -39,7 +39,6 @@ import hashlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -334,7 +333,6 @@ class CeleryExecutor:
             key = unit_key(unit)
             by_key.setdefault(key, []).append(unit)
             payloads.setdefault(key, unit.to_payload())
-        label = f"proxy:{uuid.uuid4().hex[:16]}"
         t = WorkUnitRow
         tracks: dict[int, _Track] = {}
         with transaction(self.sessions) as s:
@@ -344,7 +342,6 @@ class CeleryExecutor:
                         "unit_key": k,
                         "kind": "proxy",
                         "payload": payloads[k],
-                        "batch_label": label,
                         "status": "pending",
                         "attempts": 0,
                         "max_attempts": self.max_attempts,

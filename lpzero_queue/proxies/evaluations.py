@@ -200,7 +200,6 @@ def store_rows(
             "seconds": r.seconds,
             "worker": worker,
             "device": r.device,
-            "attempts": 1,
         }
         for r in rows
     ]

@@ -7,14 +7,11 @@ outcome in one transaction per generation.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-from sqlalchemy import update
-from sqlalchemy.orm import Session, sessionmaker
 
 from lpzero_queue.execution.base import Executor
 from lpzero_queue.proxies.evaluations import Job, ScoreTable, ensure_proxies, score_missing
@@ -29,29 +26,49 @@ from lpzero_queue.search.pruning import (
     search_fitness,
 )
 from lpzero_queue.search.selection import Member
-from lpzero_queue.storage import Individual, SearchRun, transaction
+from lpzero_queue.storage import (
+    IndividualRecord,
+    IndividualStatus,
+    RunLease,
+    RunRepository,
+    Sessions,
+    transaction,
+)
 
 if TYPE_CHECKING:
     from lpzero_queue.search.coordinator import RunContext
 
-# (fitness, status, pruning rule, probe fitness) of one candidate
-Outcome = tuple[float | None, str, str | None, float | None]
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one candidate came out."""
+
+    fitness: float | None  # None unless status is ok
+    status: IndividualStatus
+    rule: str | None  # the pruning rule that rejected it
+    probe: float | None = None  # its fitness on the probe set, when it was scored there
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+def _rejected(rule: str, probe: float | None = None) -> Outcome:
+    return Outcome(None, IndividualStatus(rule_status(rule)), rule, probe)
 
 
 class Evaluator:
-    """Scores one generation's candidates: probe set first, then the rest of the search split."""
+    """Scores one generation's candidates: probe set first, then the rest of the search split.
+
+    New individuals are written through ``runs`` as the holder of ``lease`` (fenced writes).
+    """
 
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        sessions: Sessions,
         ctx: RunContext,
         executor: Executor,
+        runs: RunRepository,
+        lease: RunLease,
     ) -> None:
         self.sessions, self.ctx, self.executor = sessions, ctx, executor
+        self.runs, self.lease = runs, lease
         self.evaluated = 0
         self.pruned = 0
 
@@ -100,7 +117,7 @@ class Evaluator:
     def evaluate(
         self,
         planned: Sequence[Candidate],
-        stored: dict[tuple[int, int], Individual],
+        stored: dict[tuple[int, int], IndividualRecord],
         population: Sequence[Member],
     ) -> list[tuple[Candidate, float | None]]:
         """Outcome of every planned candidate; new ones are scored and written."""
@@ -110,7 +127,7 @@ class Evaluator:
         live = [c for c in todo if c.rule is None]
         for c in todo:
             if c.rule is not None:
-                outcomes[(c.generation, c.slot)] = (None, rule_status(c.rule), c.rule, None)
+                outcomes[(c.generation, c.slot)] = _rejected(c.rule)
         pop_fitness = [m.fitness for m in population]
         probe_archs = ctx.archs[: ctx.probe] if ctx.probe else ()
         survivors = live
@@ -131,7 +148,7 @@ class Evaluator:
                 if rule is None:
                     survivors.append(c)
                 else:
-                    outcomes[(c.generation, c.slot)] = (None, rule_status(rule), rule, None)
+                    outcomes[(c.generation, c.slot)] = _rejected(rule)
         if survivors:
             ids, table = self._score([c.canonical for c in survivors], ctx.archs)
             for c in survivors:
@@ -151,9 +168,9 @@ class Evaluator:
                         rule = "all_identical"
                 key = (c.generation, c.slot)
                 if rule is None:
-                    outcomes[key] = (fitness, "ok", None, probe_fit.get(key))
+                    outcomes[key] = Outcome(fitness, IndividualStatus.OK, None, probe_fit.get(key))
                 else:
-                    outcomes[key] = (None, rule_status(rule), rule, probe_fit.get(key))
+                    outcomes[key] = _rejected(rule, probe_fit.get(key))
         seconds = (time.perf_counter() - started) / max(1, len(live))
         self._write(todo, outcomes, seconds)
         result = []
@@ -162,7 +179,7 @@ class Evaluator:
             if key in stored:
                 result.append((c, stored[key].fitness))
             else:
-                result.append((c, outcomes[key][0]))
+                result.append((c, outcomes[key].fitness))
         return result
 
     def _write(
@@ -177,26 +194,25 @@ class Evaluator:
         specs = [ProxySpec("expression", t, "higher") for t in dict.fromkeys(texts)]
         with transaction(self.sessions) as s:
             ids = ensure_proxies(s, specs, origin="searched")
-            for c in todo:
-                fitness, status, rule, probe = outcomes[(c.generation, c.slot)]
-                s.add(
-                    Individual(
-                        run_id=self.ctx.run_id,
-                        generation=c.generation,
-                        slot=c.slot,
-                        proxy_id=ids[c.canonical],
-                        genotype=str(c.genotype),
-                        parents=[list(p) for p in c.parents],
-                        seed=c.seed,
-                        fitness=fitness,
-                        probe_fitness=probe,
-                        status=status,
-                        pruning_rule=rule,
-                        seconds=seconds if c.rule is None else 0.0,
-                    )
+        rows = []
+        for c in todo:
+            out = outcomes[(c.generation, c.slot)]
+            rows.append(
+                IndividualRecord(
+                    generation=c.generation,
+                    slot=c.slot,
+                    proxy_id=ids[c.canonical],
+                    genotype=str(c.genotype),
+                    parents=tuple((int(g), int(slot)) for g, slot in c.parents),
+                    seed=c.seed,
+                    fitness=out.fitness,
+                    probe_fitness=out.probe,
+                    status=out.status,
+                    pruning_rule=out.rule,
+                    seconds=seconds if c.rule is None else 0.0,
                 )
-                self.evaluated += status == "ok"
-                self.pruned += status != "ok"
-            s.execute(
-                update(SearchRun).where(SearchRun.id == self.ctx.run_id).values(heartbeat_at=_now())
             )
+        self.runs.add_individuals(self.lease, rows)  # with a heartbeat; refused once taken over
+        ok = sum(r.status == IndividualStatus.OK for r in rows)
+        self.evaluated += ok
+        self.pruned += len(rows) - ok

@@ -9,18 +9,15 @@ uninterrupted one, and evaluations stored by earlier runs are reused, not recomp
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, sessionmaker
-
-from lpzero_queue.benchmarks.catalog import max_seq_len
+from lpzero_queue.benchmarks.catalog import get_benchmark, max_seq_len
 from lpzero_queue.benchmarks.splits import SplitSpec, search_positions, validation_positions
-from lpzero_queue.errors import LpzqError, NotFoundError
+from lpzero_queue.errors import LpzqError
 from lpzero_queue.execution.base import Executor
 from lpzero_queue.proxies.evaluations import (
     ensure_batch,
@@ -30,6 +27,7 @@ from lpzero_queue.proxies.report import strata_for
 from lpzero_queue.proxies.scoring import ArchRef, ScoringSetup
 from lpzero_queue.proxies.spec import ProxySpec
 from lpzero_queue.search._evaluator import Evaluator
+from lpzero_queue.search._run_lease import RunHeartbeat, holding_run
 from lpzero_queue.search.config import SearchConfig
 from lpzero_queue.search.generation import (
     evaluated_texts,
@@ -39,20 +37,25 @@ from lpzero_queue.search.generation import (
 )
 from lpzero_queue.search.selection import Member, rank
 from lpzero_queue.storage import (
-    Architecture,
-    Benchmark,
-    GroundTruth,
-    Individual,
-    SearchRun,
+    IndividualRecord,
+    IndividualStatus,
+    RunArchitecture,
+    RunLease,
+    RunLeaseLostError,
+    RunRecord,
+    RunRepository,
+    RunStatus,
+    Sessions,
+    new_lease_owner,
     transaction,
 )
 from lpzero_queue.versions import code_version, library_versions
 
 Progress = Callable[..., None]
 
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+# How long a coordinator's lease on its run lasts unless renewed (the CLI passes the
+# ``run_lease_s`` setting, whose default this is).
+DEFAULT_LEASE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -78,65 +81,81 @@ class RunContext:
         return self.config.probe_size
 
 
-def create_run(sessions: sessionmaker[Session], bench_name: str, config: SearchConfig) -> int:
-    """Record a new run (status pending) with its resolved configuration; returns its id."""
+def create_run(
+    sessions: Sessions,
+    bench_name: str,
+    config: SearchConfig,
+    *,
+    owner: str | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
+) -> int:
+    """Record a new run (status pending) with its resolved configuration; returns its id.
+
+    Args:
+        owner: a coordinator's lease token: the run is created already held by it (taken in the
+            same INSERT), so no other coordinator can drive it before that one starts.
+    """
     with transaction(sessions) as s:
-        bench = s.scalar(select(Benchmark).where(Benchmark.name == bench_name))
-        if bench is None:
-            raise NotFoundError(f"no benchmark '{bench_name}'")
-        try:
-            setup = ScoringSetup.resolve(
-                bench.space,
-                builder=config.builder,
-                objective=config.objective,
-                batch_size=config.batch_size,
-                seq_len=config.seq_len,
-                linear_scope=config.linear_scope,
-                max_seq_len=max_seq_len(s, bench),
-            )
-        except ValueError as exc:
-            raise LpzqError(f"{bench_name}: {exc}") from None
-        n_archs = s.scalar(
-            select(func.count())
-            .select_from(Architecture)
-            .where(Architecture.benchmark_id == bench.id)
+        bench = get_benchmark(s, bench_name)
+        bench_id, space, longest = bench.id, bench.space, max_seq_len(s, bench)
+    try:
+        setup = ScoringSetup.resolve(
+            space,
+            builder=config.builder,
+            objective=config.objective,
+            batch_size=config.batch_size,
+            seq_len=config.seq_len,
+            linear_scope=config.linear_scope,
+            max_seq_len=longest,
         )
-        resolved = SearchConfig.from_dict(
-            {
-                **config.to_dict(),
-                "validation": config.validation_for(int(n_archs or 0)),
-                "builder": setup.builder,
-                "objective": setup.objective,
-                "batch_size": setup.batch_size,
-                "seq_len": setup.seq_len,
-                "linear_scope": setup.linear_scope,
-            }
-        )
-        run = SearchRun(
-            benchmark_id=bench.id,
-            config=resolved.to_dict(),
-            seed=resolved.seed,
-            status="pending",
-            code_version=code_version(),
-            library_versions=library_versions(),
-        )
-        s.add(run)
-        s.flush()
-        return run.id
+    except ValueError as exc:
+        raise LpzqError(f"{bench_name}: {exc}") from None
+    runs = RunRepository(sessions)
+    resolved = SearchConfig.from_dict(
+        {
+            **config.to_dict(),
+            "validation": config.validation_for(runs.architecture_count(bench_id)),
+            "builder": setup.builder,
+            "objective": setup.objective,
+            "batch_size": setup.batch_size,
+            "seq_len": setup.seq_len,
+            "linear_scope": setup.linear_scope,
+        }
+    )
+    return runs.create(
+        benchmark_id=bench_id,
+        config=resolved.to_dict(),
+        seed=resolved.seed,
+        code_version=code_version(),
+        library_versions=library_versions(),
+        lease=None if owner is None else (owner, lease_s),
+    )
 
 
-def load_context(sessions: sessionmaker[Session], run_id: int) -> RunContext:
+def _stored_config(run: RunRecord) -> SearchConfig:
+    # Keys added after a run was recorded take the values that run used, not today's defaults.
+    return SearchConfig.from_dict({"reductions": ["mean"], "validation": 0, **run.config})
+
+
+def _oriented(archs: Sequence[RunArchitecture], sign: float) -> tuple[float, ...]:
+    """Ground truth oriented higher-is-better, in the order of ``archs``."""
+    missing = [a.key for a in archs if a.truth is None]
+    if missing:
+        raise LpzqError(f"architectures without ground truth: {', '.join(missing[:5])}")
+    return tuple(sign * float(a.truth) for a in archs)  # type: ignore[arg-type]
+
+
+def _refs(archs: Sequence[RunArchitecture]) -> tuple[ArchRef, ...]:
+    return tuple(ArchRef(a.id, a.key, dict(a.config)) for a in archs)
+
+
+def load_context(sessions: Sessions, run_id: int) -> RunContext:
     """Rebuild a run's fixed context from the database."""
+    runs = RunRepository(sessions)
+    run = runs.get(run_id)
+    config = _stored_config(run)
     with transaction(sessions) as s:
-        run = s.get(SearchRun, run_id)
-        if run is None:
-            ids = s.scalars(select(SearchRun.id).order_by(SearchRun.id)).all()
-            known = f"{ids[0]}..{ids[-1]}" if ids else "none"
-            raise NotFoundError(f"no search run {run_id} (runs: {known})")
-        bench = s.get(Benchmark, run.benchmark_id)
-        assert bench is not None
-        # Keys added after a run was recorded take the values that run used, not today's defaults.
-        config = SearchConfig.from_dict({"reductions": ["mean"], "validation": 0, **run.config})
+        bench = get_benchmark(s, run.benchmark)
         setup = ScoringSetup.resolve(
             bench.space,
             builder=config.builder,
@@ -146,58 +165,32 @@ def load_context(sessions: sessionmaker[Session], run_id: int) -> RunContext:
             # Runs recorded before the setting existed used the token-mixing Linears.
             linear_scope=run.config.get("linear_scope", "mixer"),
         )
-        split = SplitSpec(config.split, config.sample, config.seed, config.validation or 0)
-        archs = s.scalars(select(Architecture).where(Architecture.benchmark_id == bench.id)).all()
-        by_pos = {a.position: a for a in archs}
-        try:
-            chosen = [by_pos[p] for p in search_positions(len(by_pos), split)]
-            held = [by_pos[p] for p in validation_positions(len(by_pos), split)]
-        except ValueError as exc:
-            raise LpzqError(str(exc)) from None
-        truth = dict(
-            s.execute(
-                select(GroundTruth.architecture_id, GroundTruth.value).where(
-                    GroundTruth.architecture_id.in_([a.id for a in chosen + held]),
-                    GroundTruth.metric == bench.metric,
-                )
-            ).all()
-        )
-        sign = 1.0 if bench.direction == "higher" else -1.0
-        batch = ensure_batch(s, bench, setup, config.seed)
-        return RunContext(
-            run_id=run.id,
-            bench_id=bench.id,
-            bench_name=bench.name,
-            config=config,
-            setup=setup,
-            split=split,
-            archs=tuple(ArchRef(a.id, a.key, dict(a.config)) for a in chosen),
-            truth=tuple(sign * truth[a.id] for a in chosen),
-            batch_id=batch.id,
-            val_archs=tuple(ArchRef(a.id, a.key, dict(a.config)) for a in held),
-            val_truth=tuple(sign * truth[a.id] for a in held),
-            strata=(
-                tuple(strata_for(bench.space, [a.n_layers for a in chosen]))
-                if config.within_weight
-                else ()
-            ),
-        )
-
-
-def _stored(sessions: sessionmaker[Session], run_id: int) -> dict[tuple[int, int], Individual]:
-    with transaction(sessions) as s:
-        rows = s.scalars(select(Individual).where(Individual.run_id == run_id)).all()
-        return {(r.generation, r.slot): r for r in rows}
-
-
-def _set_status(sessions: sessionmaker[Session], run_id: int, **values: Any) -> None:
-    with transaction(sessions) as s:
-        s.execute(update(SearchRun).where(SearchRun.id == run_id).values(**values))
-
-
-def _run_status(sessions: sessionmaker[Session], run_id: int) -> str:
-    with transaction(sessions) as s:
-        return s.scalars(select(SearchRun.status).where(SearchRun.id == run_id)).one()
+        batch_id = ensure_batch(s, bench, setup, config.seed).id
+        space, metric, direction = bench.space, bench.metric, bench.direction
+    split = SplitSpec(config.split, config.sample, config.seed, config.validation or 0)
+    by_pos = {a.position: a for a in runs.architectures(run.benchmark_id, metric)}
+    try:
+        chosen = [by_pos[p] for p in search_positions(len(by_pos), split)]
+        held = [by_pos[p] for p in validation_positions(len(by_pos), split)]
+    except ValueError as exc:
+        raise LpzqError(str(exc)) from None
+    sign = 1.0 if direction == "higher" else -1.0
+    return RunContext(
+        run_id=run.id,
+        bench_id=run.benchmark_id,
+        bench_name=run.benchmark,
+        config=config,
+        setup=setup,
+        split=split,
+        archs=_refs(chosen),
+        truth=_oriented(chosen, sign),
+        batch_id=batch_id,
+        val_archs=_refs(held),
+        val_truth=_oriented(held, sign),
+        strata=(
+            tuple(strata_for(space, [a.n_layers for a in chosen])) if config.within_weight else ()
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -205,7 +198,7 @@ class RunResult:
     """The outcome of a run: its best member and where the search stood."""
 
     run_id: int
-    status: str
+    status: RunStatus
     best: str | None
     best_fitness: float | None
     generations: int
@@ -213,15 +206,21 @@ class RunResult:
 
 
 def execute_run(
-    sessions: sessionmaker[Session],
+    sessions: Sessions,
     run_id: int,
     executor: Executor,
     *,
     progress: Progress | None = None,
     stop_after_generation: int | None = None,
     held_out: Callable[[str], None] | None = None,
+    owner: str | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> RunResult:
     """Run (or resume) a search to its end, writing every individual as it is scored.
+
+    The run's lease is taken first (refused while another coordinator's is live), renewed while
+    the run goes on and given up when this call returns; every write of run state is fenced by
+    it, so a coordinator whose run was taken over stops without writing.
 
     Args:
         progress: called as ``progress(done, total, generation=..., best=..., pruned=...)``.
@@ -230,71 +229,100 @@ def execute_run(
         held_out: called with the best expression once it is stored, to score it on the
             held-out split; the run is marked ``completed`` only after it returns (a
             coordinator killed meanwhile leaves the run ``running``, and a resume scores it).
+        owner: this coordinator's lease token (default: a new one); the one a run was created
+            with by :func:`create_run` continues that lease.
+        lease_s: how long the lease lasts unless renewed (renewed every third of it).
+
+    Raises:
+        RunLeaseHeldError: another coordinator drives the run.
+        RunLeaseLostError: another coordinator took the run over meanwhile (nothing more written).
     """
-    ctx = load_context(sessions, run_id)
-    status = _run_status(sessions, run_id)
-    if status == "cancelled":
+    runs = RunRepository(sessions)
+    if runs.get(run_id).status == RunStatus.CANCELLED:
         raise LpzqError(f"search run {run_id} was cancelled")
-    _set_status(
-        sessions, run_id, status="running", started_at=_now(), heartbeat_at=_now(), error=None
-    )
-    cfg = ctx.config
-    evaluator = Evaluator(sessions, ctx, executor)
+    lease = RunLease(run_id, owner or new_lease_owner(), lease_s)
+    with holding_run(runs, lease) as beat:
+        ctx = load_context(sessions, run_id)
+        runs.mark_running(lease)
+        evaluator = Evaluator(sessions, ctx, executor, runs, lease)
+        try:
+            return _drive(evaluator, beat, progress, stop_after_generation, held_out)
+        except RunLeaseLostError:
+            raise  # the run is another coordinator's now: write nothing
+        except BaseException as exc:
+            with contextlib.suppress(RunLeaseLostError):  # taken over meanwhile: not ours
+                runs.finish(lease, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            raise
+
+
+def _drive(
+    evaluator: Evaluator,
+    beat: RunHeartbeat,
+    progress: Progress | None,
+    stop_after_generation: int | None,
+    held_out: Callable[[str], None] | None,
+) -> RunResult:
+    """Replay the run's plan (stored individuals taken as they are), then choose its result."""
+    ctx, runs, lease = evaluator.ctx, evaluator.runs, evaluator.lease
+    cfg, run_id = ctx.config, ctx.run_id
+    stored = {(r.generation, r.slot): r for r in runs.individuals(run_id)}
+    population, seen = _initial_population(evaluator, stored)
     total = cfg.generations + 1
+    _report(progress, 1, total, population, evaluator)
+    for generation in range(1, cfg.generations + 1):
+        beat.check()
+        if stop_after_generation is not None and generation > stop_after_generation:
+            return RunResult(run_id, RunStatus.RUNNING, None, None, generation - 1, population)
+        if runs.status(run_id) == RunStatus.CANCELLED:
+            return RunResult(run_id, RunStatus.CANCELLED, None, None, generation - 1, population)
+        planned = plan_generation(population, cfg, cfg.seed, generation, seen=seen)
+        seen |= evaluated_texts(planned)
+        population = merge_generation(
+            population, evaluator.evaluate(planned, stored, population), cfg
+        )
+        _report(progress, generation + 1, total, population, evaluator)
+    beat.check()
+    best, selection = _select_best(evaluator, ctx, population)
+    best_text = _store_best(evaluator, best, selection)
+    if held_out is not None:
+        held_out(best_text)
+    runs.finish(lease, RunStatus.COMPLETED)
+    return RunResult(
+        run_id, RunStatus.COMPLETED, best_text, best.fitness, cfg.generations, population
+    )
+
+
+def _initial_population(
+    evaluator: Evaluator, stored: dict[tuple[int, int], IndividualRecord]
+) -> tuple[tuple[Member, ...], set[str]]:
+    """Generation 0, sampled (and scored) until it holds ``population`` members."""
+    cfg = evaluator.ctx.config
     population: tuple[Member, ...] = ()
     seen: set[str] = set()
-    try:
-        stored = _stored(sessions, run_id)
-        start = 0
-        while len(population) < cfg.population:
-            planned = plan_initial(
-                cfg, cfg.seed, start_slot=start, needed=cfg.population - len(population), seen=seen
-            )
-            seen |= evaluated_texts(planned)
-            population = merge_generation(
-                population, evaluator.evaluate(planned, stored, population), cfg
-            )
-            start = planned[-1].slot + 1
-        _report(progress, 1, total, population, evaluator)
-        for generation in range(1, cfg.generations + 1):
-            if stop_after_generation is not None and generation > stop_after_generation:
-                return RunResult(run_id, "running", None, None, generation - 1, population)
-            if _run_status(sessions, run_id) == "cancelled":
-                return RunResult(run_id, "cancelled", None, None, generation - 1, population)
-            planned = plan_generation(population, cfg, cfg.seed, generation, seen=seen)
-            seen |= evaluated_texts(planned)
-            population = merge_generation(
-                population, evaluator.evaluate(planned, stored, population), cfg
-            )
-            _report(progress, generation + 1, total, population, evaluator)
-        best, selection = _select_best(evaluator, ctx, population)
-        best_text = _store_best(sessions, run_id, best, selection)
-        if held_out is not None:
-            held_out(best_text)
-    except BaseException as exc:
-        _set_status(sessions, run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
-        raise
-    _set_status(sessions, run_id, status="completed", finished_at=_now(), heartbeat_at=_now())
-    return RunResult(run_id, "completed", best_text, best.fitness, cfg.generations, population)
+    start = 0
+    while len(population) < cfg.population:
+        planned = plan_initial(
+            cfg, cfg.seed, start_slot=start, needed=cfg.population - len(population), seen=seen
+        )
+        seen |= evaluated_texts(planned)
+        population = merge_generation(
+            population, evaluator.evaluate(planned, stored, population), cfg
+        )
+        start = planned[-1].slot + 1
+    return population, seen
 
 
-def _store_best(
-    sessions: sessionmaker[Session], run_id: int, best: Member, selection: dict[str, Any]
-) -> str:
+def _store_best(evaluator: Evaluator, best: Member, selection: dict[str, Any]) -> str:
     """Record the run's result and how it was chosen (the run stays ``running``); its text."""
     best_text = _canonical_text(best)
-    with transaction(sessions) as s:
+    with transaction(evaluator.sessions) as s:
         ids = ensure_proxies(s, [ProxySpec("expression", best_text, "higher")], origin="searched")
-        s.execute(
-            update(SearchRun)
-            .where(SearchRun.id == run_id)
-            .values(
-                heartbeat_at=_now(),
-                best_proxy_id=ids[best_text],
-                best_fitness=best.fitness,
-                selection=selection,
-            )
-        )
+    evaluator.runs.record_result(
+        evaluator.lease,
+        best_proxy_id=ids[best_text],
+        best_fitness=best.fitness,
+        selection=selection,
+    )
     return best_text
 
 
@@ -372,68 +400,57 @@ def _selection_line(selection: dict[str, Any] | None) -> str | None:
     )
 
 
-def run_summary(sessions: sessionmaker[Session], run_id: int) -> dict[str, Any]:
-    """Status, progress and best member of a run, for ``lpzq search status``."""
+def _lease_line(run: RunRecord) -> str | None:
+    """Who holds the run and until when (None when no coordinator has held it since it ended)."""
+    if run.lease_owner is None or run.lease_expires_at is None:
+        return None
+    when = f"{run.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+    if run.lease_live:
+        return f"{run.lease_owner}, lapses at {when} unless renewed"
+    return f"{run.lease_owner}, lapsed at {when}"
+
+
+def run_summary(sessions: Sessions, run_id: int) -> dict[str, Any]:
+    """Status, progress and best member of a run, for ``lpzq search status``.
+
+    ``status`` is ``stale`` for a running run whose coordinator stopped renewing its lease.
+    """
     ctx = load_context(sessions, run_id)
-    with transaction(sessions) as s:
-        run = s.get(SearchRun, run_id)
-        assert run is not None
-        rows = s.execute(
-            select(Individual.generation, Individual.status, Individual.pruning_rule).where(
-                Individual.run_id == run_id
-            )
-        ).all()
-        best = None
-        if run.best_proxy_id is not None:
-            from lpzero_queue.storage import Proxy
-
-            best = s.scalars(select(Proxy.expression).where(Proxy.id == run.best_proxy_id)).one()
-        devices = _devices(s, ctx, run_id)
-        rules: dict[str, int] = {}
-        for _, _, rule in rows:
-            if rule:
-                rules[rule] = rules.get(rule, 0) + 1
-        return {
-            "run": run.id,
-            "benchmark": ctx.bench_name,
-            "status": run.status,
-            "seed": run.seed,
-            "generation": max((g for g, _, _ in rows), default=None),
-            "generations": ctx.config.generations,
-            "candidates": len(rows),
-            "evaluated_ok": sum(1 for _, st, _ in rows if st == "ok"),
-            "pruned_by_rule": rules,
-            "best": best,
-            "best_fitness": run.best_fitness,
-            "fitness": ctx.config.fitness,
-            "search_split": ctx.split.label,
-            "selected_by": _selection_line(run.selection),
-            "setup": asdict(ctx.setup),
-            "devices": devices,
-            "created_at": str(run.created_at),
-            "finished_at": str(run.finished_at) if run.finished_at else None,
-            "error": run.error,
-        }
-
-
-def _devices(s: Session, ctx: RunContext, run_id: int) -> dict[str, int]:
-    """Evaluations of the run's candidates per device (``not recorded``: before revision 0005)."""
-    from sqlalchemy import func
-
-    from lpzero_queue.storage import Evaluation
-
-    e = Evaluation
-    candidates = select(Individual.proxy_id).where(Individual.run_id == run_id).distinct()
-    rows = s.execute(
-        select(e.device, func.count())
-        .where(
-            e.proxy_id.in_(candidates),
-            e.batch_id == ctx.batch_id,
-            e.seed == ctx.config.seed,
-            e.builder == ctx.setup.builder,
-            e.objective == ctx.setup.objective,
-            e.linear_scope == ctx.setup.linear_scope,
-        )
-        .group_by(e.device)
-    ).all()
-    return {device or "not recorded": n for device, n in sorted(rows, key=lambda r: str(r[0]))}
+    runs = RunRepository(sessions)
+    run = runs.get(run_id)
+    rows = runs.individuals(run_id)
+    rules: dict[str, int] = {}
+    for r in rows:
+        if r.pruning_rule:
+            rules[r.pruning_rule] = rules.get(r.pruning_rule, 0) + 1
+    devices = runs.evaluation_devices(
+        run_id,
+        batch_id=ctx.batch_id,
+        seed=ctx.config.seed,
+        builder=ctx.setup.builder,
+        objective=ctx.setup.objective,
+        linear_scope=ctx.setup.linear_scope,
+    )
+    return {
+        "run": run.id,
+        "benchmark": ctx.bench_name,
+        "status": run.shown_status,
+        "lease": _lease_line(run),
+        "seed": run.seed,
+        "generation": max((r.generation for r in rows), default=None),
+        "generations": ctx.config.generations,
+        "candidates": len(rows),
+        "evaluated_ok": sum(1 for r in rows if r.status == IndividualStatus.OK),
+        "pruned_by_rule": rules,
+        "best": run.best_expression,
+        "best_fitness": run.best_fitness,
+        "fitness": ctx.config.fitness,
+        "search_split": ctx.split.label,
+        "selected_by": _selection_line(run.selection),
+        "setup": asdict(ctx.setup),
+        "devices": devices,
+        "created_at": str(run.created_at),
+        "heartbeat_at": str(run.heartbeat_at) if run.heartbeat_at else None,
+        "finished_at": str(run.finished_at) if run.finished_at else None,
+        "error": run.error,
+    }

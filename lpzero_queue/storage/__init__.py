@@ -1,6 +1,12 @@
 """Storage: the SQLAlchemy schema, engines, Alembic migrations and the repository."""
 
-from lpzero_queue.storage._engine import check_connection, make_engine, transaction
+from lpzero_queue.storage._engine import (
+    Engine,
+    Sessions,
+    check_connection,
+    make_engine,
+    transaction,
+)
 from lpzero_queue.storage._migrate import (
     alembic_config,
     current_revision,
@@ -23,7 +29,7 @@ from lpzero_queue.storage._models import (
     TrainingJob,
     WorkUnitRow,
 )
-from lpzero_queue.storage._sessions import Engine, Session, SessionFactory, session_factory
+from lpzero_queue.storage._sessions import Session, SessionFactory, session_factory
 from lpzero_queue.storage._upsert import insert_ignore
 from lpzero_queue.storage.benchmarks import (
     ArchitectureRow,
@@ -40,6 +46,18 @@ from lpzero_queue.storage.reports import (
     RunBest,
     RunIdSpan,
     SeedScore,
+)
+from lpzero_queue.storage.runs import (
+    IndividualRecord,
+    JobProgress,
+    RunArchitecture,
+    RunLease,
+    RunLeaseHeldError,
+    RunLeaseLostError,
+    RunRecord,
+    RunRepository,
+    job_progress,
+    new_lease_owner,
 )
 from lpzero_queue.storage.status import (
     EvaluationStatus,
@@ -64,21 +82,30 @@ __all__ = [
     "GroundTruth",
     "Individual",
     "IndividualOutcome",
+    "IndividualRecord",
     "IndividualStatus",
     "InputBatch",
+    "JobProgress",
     "JobStatus",
     "NewArchitecture",
     "NewBenchmark",
     "NewCorrelation",
     "Proxy",
     "ReportRepository",
+    "RunArchitecture",
     "RunBest",
     "RunIdSpan",
+    "RunLease",
+    "RunLeaseHeldError",
+    "RunLeaseLostError",
+    "RunRecord",
+    "RunRepository",
     "RunStatus",
     "SearchRun",
     "SeedScore",
     "Session",
     "SessionFactory",
+    "Sessions",
     "StoredKey",
     "TrainingJob",
     "UnitKind",
@@ -90,8 +117,10 @@ __all__ = [
     "downgrade",
     "head_revision",
     "insert_ignore",
+    "job_progress",
     "make_engine",
     "migrations_dir",
+    "new_lease_owner",
     "session_factory",
     "transaction",
     "upgrade",

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -15,6 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lpzero_queue.config import mask_url
 from lpzero_queue.errors import StorageError
+
+# A factory of sessions on one database: what repositories and coordinators are given.
+Sessions: TypeAlias = sessionmaker[Session]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -197,7 +197,6 @@ class Evaluation(Base):
         _one_of("status", EVALUATION_STATUSES, "status"),
         _one_of("linear_scope", LINEAR_SCOPES, "linear_scope"),
         CheckConstraint("status = 'ok' OR score IS NULL", name="score_only_when_ok"),
-        Index(None, "status", "lease_expires_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -222,8 +221,6 @@ class Evaluation(Base):
     worker: Mapped[str | None] = mapped_column(String(128))
     # Where it was computed: "cpu" or "cuda:<device name>"; NULL before revision 0005.
     device: Mapped[str | None] = mapped_column(String(64))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=_now())
     updated_at: Mapped[dt.datetime] = mapped_column(
         Timestamp, server_default=_now(), onupdate=func.now()
@@ -270,7 +267,8 @@ class SearchRun(Base):
     __tablename__ = "search_runs"
     __table_args__ = (
         _one_of("status", RUN_STATUSES, "status"),
-        Index(None, "status", "heartbeat_at"),
+        # Stale runs: running, with a lease that lapsed (revision 0006).
+        Index(None, "status", "lease_expires_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -293,7 +291,12 @@ class SearchRun(Base):
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=_now())
     started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    # The last renewal of the run's lease by its coordinator.
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    # The coordinator driving the run ("host:pid:token") and when its lease lapses unless
+    # renewed; NULL when no coordinator holds it (revision 0006).
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
 
 
 class Individual(Base):
@@ -384,8 +387,6 @@ class WorkUnitRow(Base):
     unit_key: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(16))
     payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
-    # Groups the units a coordinator waits for (e.g. one generation of one run).
-    batch_label: Mapped[str | None] = mapped_column(String(128), index=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)

@@ -64,10 +64,9 @@ class UnitStatus(enum.StrEnum):
 
 
 class UnitKind(enum.StrEnum):
-    """What a work unit holds (revision 0006 drops the unused ``train``)."""
+    """What a work unit holds (revision 0006 dropped the unused ``train``)."""
 
     PROXY = "proxy"
-    TRAIN = "train"
 
 
 def values(status: type[enum.StrEnum]) -> tuple[str, ...]:

@@ -82,7 +82,7 @@ def test_two_coordinators_store_the_same_evaluations(pg: Engine) -> None:
             Evaluation(
                 proxy_id=proxy_id, architecture_id=ref.id, batch_id=batch_id, seed=0,
                 builder=SETUP.builder, objective=SETUP.objective, linear_scope=SETUP.linear_scope,
-                score=1.5, status="ok", worker="first", attempts=1,
+                score=1.5, status="ok", worker="first",
             )
         )  # fmt: skip
         s.flush()

@@ -253,3 +253,48 @@ def test_default_validation_follows_the_benchmark_size(sessions: sessionmaker[Se
         assert run is not None
         assert run.config["validation"] == min(50, (200 - 8) // 4)
     assert auto.validation_for(10) == 0  # too small: everything left stays in the test split
+
+
+def test_a_run_is_driven_by_one_coordinator_and_a_usurped_one_writes_nothing(
+    sessions: sessionmaker[Session],
+) -> None:
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from lpzero_queue.storage import (
+        RunLease,
+        RunLeaseHeldError,
+        RunLeaseLostError,
+        RunRepository,
+        RunStatus,
+    )
+
+    runs = RunRepository(sessions)
+    run_id = create_run(sessions, "gpt2-wt103", TINY)
+    elsewhere = RunLease(run_id, "elsewhere:1:aa", 60.0)
+    runs.acquire_lease(elsewhere)
+    with pytest.raises(RunLeaseHeldError, match="elsewhere:1:aa"):
+        execute_run(sessions, run_id, _executor())
+    assert runs.get(run_id).status == RunStatus.PENDING and not runs.individuals(run_id)
+    runs.release_lease(elsewhere)
+
+    def taken_over(text: str) -> None:
+        # This coordinator stalled past its lease while the held-out split was scored (say, its
+        # machine was suspended), and another coordinator took the run over (as
+        # RunRepository.acquire_lease does; one UPDATE, so that this coordinator's heartbeat
+        # thread cannot renew in between).
+        soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)
+        with transaction(sessions) as s:
+            s.execute(
+                update(SearchRun)
+                .where(SearchRun.id == run_id)
+                .values(lease_owner="newcomer:2:bb", lease_expires_at=soon)
+            )
+
+    with pytest.raises(RunLeaseLostError, match="lost the run's lease to newcomer:2:bb"):
+        execute_run(sessions, run_id, _executor(), held_out=taken_over)
+    run = runs.get(run_id)
+    # Neither completed nor failed: the run is the newcomer's, as it was when taken over.
+    assert (run.status, run.error, run.finished_at) == (RunStatus.RUNNING, None, None)
+    assert run.lease_owner == "newcomer:2:bb"
