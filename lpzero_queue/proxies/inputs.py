@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from lpzero_queue.proxies.objective import forward_loss, resolve_objective
 from lpzero_queue.proxies.operators import INPUT_NAMES
+from lpzero_queue.proxies.outcomes import ProxyRejectedError
 
 if TYPE_CHECKING:
     from lpzero_queue.benchmarks.batches import InputBatch
@@ -276,12 +277,12 @@ def extract_inputs(
         grads = []
         for i, lin in enumerate(linears):
             if lin.weight.grad is None:
-                raise RuntimeError(f"mixer linear {i} received no gradient")
+                raise ProxyRejectedError(f"mixer linear {i} received no gradient")
             grads.append(_store(lin.weight.grad, dtype))
         jacobs = []
         for t in embedded:
             if t.grad is None:
-                raise RuntimeError("the embedding tap output received no gradient")
+                raise ProxyRejectedError("the embedding tap output received no gradient")
             jacobs.append(_store(t.grad, dtype))
         out: dict[str, tuple[Tensor, ...]] = {
             "act": tuple(captured["act"]),
@@ -299,7 +300,7 @@ def extract_inputs(
         model.train(was_training)
     empty = [name for name in INPUT_NAMES if not out[name]]
     if empty:
-        raise RuntimeError(f"the model produced no {', '.join(empty)} input(s)")
+        raise ProxyRejectedError(f"the model produced no {', '.join(empty)} input(s)")
     return out
 
 

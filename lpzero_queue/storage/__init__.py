@@ -24,6 +24,7 @@ from lpzero_queue.storage._models import (
     WorkUnitRow,
 )
 from lpzero_queue.storage._upsert import insert_ignore
+from lpzero_queue.storage.queue import Heartbeat, LeasedQueue, LeaseState
 from lpzero_queue.storage.status import (
     EvaluationStatus,
     IndividualStatus,
@@ -32,6 +33,12 @@ from lpzero_queue.storage.status import (
     UnitKind,
     UnitStatus,
 )
+from lpzero_queue.storage.training_jobs import (
+    JobRequest,
+    JobResult,
+    TrainingJobQueue,
+)
+from lpzero_queue.storage.work_units import UnitOutcome, WorkUnitQueue
 
 __all__ = [
     "Architecture",
@@ -41,16 +48,24 @@ __all__ = [
     "Evaluation",
     "EvaluationStatus",
     "GroundTruth",
+    "Heartbeat",
     "Individual",
     "IndividualStatus",
     "InputBatch",
+    "JobRequest",
+    "JobResult",
     "JobStatus",
+    "LeaseState",
+    "LeasedQueue",
     "Proxy",
     "RunStatus",
     "SearchRun",
     "TrainingJob",
+    "TrainingJobQueue",
     "UnitKind",
+    "UnitOutcome",
     "UnitStatus",
+    "WorkUnitQueue",
     "WorkUnitRow",
     "alembic_config",
     "check_connection",
