@@ -29,8 +29,6 @@ from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import Engine
-
 from lpzero_queue.execution.base import (
     error_rows,
     resolve_device,
@@ -40,6 +38,7 @@ from lpzero_queue.execution.base import (
 from lpzero_queue.storage import EvaluationStatus
 from lpzero_queue.storage.queue import (
     TRANSIENT_DB_ERRORS,
+    Engine,
     forget_engines,
     queue_engine,
 )
