@@ -29,6 +29,7 @@ from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
+
 from lpzero_queue.execution.base import (
     error_rows,
     resolve_device,
