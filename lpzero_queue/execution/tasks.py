@@ -36,10 +36,11 @@ from lpzero_queue.execution.base import (
     score_as_result,
     use_scoring_threads,
 )
-from lpzero_queue.storage import EvaluationStatus
+from lpzero_queue.storage import EvaluationStatus, UnitStatus
 from lpzero_queue.storage.queue import (
     TRANSIENT_DB_ERRORS,
     Engine,
+    LeaseOutcome,
     forget_engines,
     queue_engine,
 )
@@ -129,7 +130,7 @@ def _finish(
 ) -> str:
     """Record the unit's rows and ``done`` in one transaction, only while holding the lease."""
     done = WorkUnitQueue(engine).record_done(unit_id, worker, attempt, result)
-    return "done" if done else "superseded"
+    return UnitStatus.DONE if done else LeaseOutcome.SUPERSEDED
 
 
 def _release(engine: Engine, unit_id: int, worker: str, attempt: int, reason: str) -> str:
@@ -220,7 +221,8 @@ def execute_unit(
     if failure is not None:
         outcome = queue.release(unit_id, worker, attempt, failure, max_attempts=None)
     else:
-        outcome = "done" if queue.record_done(unit_id, worker, attempt, result) else "superseded"
+        done = queue.record_done(unit_id, worker, attempt, result)
+        outcome = UnitStatus.DONE if done else LeaseOutcome.SUPERSEDED
     log.info("unit %d attempt %d: %s", unit_id, attempt, outcome)
     return outcome
 

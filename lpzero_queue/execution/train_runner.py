@@ -26,7 +26,7 @@ from lpzero_queue.execution.train_tasks import (
     execute_job,
 )
 from lpzero_queue.storage import JobStatus
-from lpzero_queue.storage.queue import LeaseState, adopt_engine
+from lpzero_queue.storage.queue import LeaseOutcome, LeaseState, adopt_engine
 from lpzero_queue.storage.training_jobs import TrainingJobQueue
 
 if TYPE_CHECKING:
@@ -154,7 +154,10 @@ class TrainRunner:
                     data_dir=self.settings.data_dir, device=device, lease_s=self.lease_s,
                     max_attempts=self._cap(job_id),
                 )  # fmt: skip
-                if outcome in ("busy", "released"):  # someone holds it, or it is retried
+                if outcome in (
+                    LeaseOutcome.BUSY,
+                    LeaseOutcome.RELEASED,
+                ):  # someone holds it, or it is retried
                     waiting.append(job_id)
                 else:
                     self._say_done(job_id)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from lpzero_queue.execution.tasks import DB_RETRY_TASK_OPTIONS
 from lpzero_queue.storage import JobStatus
-from lpzero_queue.storage.queue import Heartbeat, queue_engine, with_db_retries
+from lpzero_queue.storage.queue import Heartbeat, LeaseOutcome, queue_engine, with_db_retries
 from lpzero_queue.storage.training_jobs import (
     JOB_TERMINAL,
     JobRequest,
@@ -135,7 +135,7 @@ def execute_job(
     elif queue.finish(job_id, worker, attempt, **values):
         outcome = str(values["status"])
     else:
-        outcome = "superseded"
+        outcome = LeaseOutcome.SUPERSEDED
     if outcome == JobStatus.COMPLETED:
         ckpt.unlink(missing_ok=True)  # the result is recorded; the checkpoint is not needed
     log.info("training job %d attempt %d: %s", job_id, attempt, outcome)

@@ -23,6 +23,7 @@ drops what it inherited with :func:`forget_engines`.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 import random
 import threading
@@ -49,6 +50,7 @@ __all__ = [
     "TRANSIENT_DB_ERRORS",
     "Engine",
     "Heartbeat",
+    "LeaseOutcome",
     "LeaseState",
     "LeasedQueue",
     "Session",
@@ -78,6 +80,16 @@ Row = TypeVar("Row", WorkUnitRow, TrainingJob)
 Sessions: TypeAlias = sessionmaker[Session]
 
 _engines: dict[str, Engine] = {}
+
+
+class LeaseOutcome(enum.StrEnum):
+    """What a worker's call on a leased row came to (besides the row's own terminal status)."""
+
+    RELEASED = "released"  # an infrastructure failure: the lease was given back for a retry
+    FAILED = "failed"  # the same (or a row found unleasable) with no attempts left
+    SUPERSEDED = "superseded"  # another worker took the lease over; nothing was written
+    BUSY = "busy"  # another worker holds a live lease
+    MISSING = "missing"  # no such row (or another database's)
 
 
 def engine_of(sessions: Sessions) -> Engine:
@@ -283,7 +295,7 @@ class LeasedQueue(Generic[Row]):
                 )
             ).one_or_none()
             if row is None:
-                return "missing"
+                return LeaseOutcome.MISSING
             if row.status in self.terminal:
                 return str(row.status)
             gave_up = conn.execute(
@@ -295,7 +307,7 @@ class LeasedQueue(Generic[Row]):
                     error=gave_up_text(row.attempts, row.worker, row.error),
                 )
             )
-            return "failed" if gave_up.rowcount == 1 else "busy"
+            return LeaseOutcome.FAILED if gave_up.rowcount == 1 else LeaseOutcome.BUSY
 
     def beat(self, row_id: int, worker: str, attempt: int, lease_s: float, **values: Any) -> bool:
         """Renew a held lease (writing ``values`` too); False when it is no longer held."""
@@ -357,13 +369,15 @@ class LeasedQueue(Generic[Row]):
                     )
                 )
                 if failed.rowcount == 1:
-                    return "failed"
+                    return LeaseOutcome.FAILED
                 released = conn.execute(
                     update(self.model)
                     .where(held)
                     .values(lease_expires_at=now, heartbeat_at=now, error=reason[:2000])
                 )
-                return "released" if released.rowcount == 1 else "superseded"
+                if released.rowcount == 1:
+                    return LeaseOutcome.RELEASED
+                return LeaseOutcome.SUPERSEDED
 
         return with_db_retries(write)
 
