@@ -112,13 +112,13 @@ def execute_job(
         outcome = queue.not_leased(job_id, key=job_key, max_attempts=max_attempts)
         log.info("training job %d not leased: %s", job_id, outcome)
         return outcome
-    ckpt = checkpoint_path(data_dir, job_key)
+    request, ckpt = queue.request(job_id), checkpoint_path(data_dir, job_key)
     heartbeat = queue.heartbeat(job_id, worker, attempt, lease_s)
     heartbeat.start()
     values: dict[str, Any] = {}
     failure: str | None = None
     try:
-        values = _train(queue.request(job_id), ckpt, heartbeat, device, worker, attempt)
+        values = _train(request, ckpt, heartbeat, device, worker, attempt)
     except Exception as exc:  # infrastructure (out of memory included) or a bug: retried
         failure = " ".join(f"{type(exc).__name__}: {exc}".split())
         log.warning("training job %d attempt %d: %s", job_id, attempt, failure, exc_info=True)
