@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 from lpzero_queue.errors import LpzqError
 from lpzero_queue.proxies.outcomes import DECLARED_ERRORS
 from lpzero_queue.storage import EvaluationStatus
+from lpzero_queue.storage.queue import attempts_text as attempts_text  # kept for importers
 
 if TYPE_CHECKING:
     from lpzero_queue.proxies.cache import InputCache
