@@ -57,7 +57,7 @@ class NewProxy:
 def proxy_ids(session: Session, texts: Sequence[str]) -> dict[str, int]:
     """Ids of the stored proxies among ``texts`` (expression text or baseline name)."""
     query = select(Proxy.expression, Proxy.id).where(Proxy.expression.in_(texts))
-    return dict(session.execute(query).tuples().all())
+    return {text: proxy_id for text, proxy_id in session.execute(query)}
 
 
 def insert_proxies(session: Session, proxies: Sequence[NewProxy]) -> None:

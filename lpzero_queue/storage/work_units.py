@@ -77,7 +77,7 @@ class WorkUnitQueue(LeasedQueue[WorkUnitRow]):
                     .values(max_attempts=t.attempts + max_attempts)
                 )
                 query = select(t.id, t.unit_key).where(t.unit_key.in_(keys))
-                ids.update(conn.execute(query).tuples().all())
+                ids.update((unit_id, key) for unit_id, key in conn.execute(query))
         return ids
 
     def payload(self, unit_id: int) -> dict[str, Any]:

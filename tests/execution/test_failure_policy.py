@@ -8,6 +8,8 @@ bug is an infrastructure-style failure, retried up to the attempts cap, and then
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from sqlalchemy import Engine, func, select
@@ -112,7 +114,7 @@ def test_a_bug_in_an_operator_stops_the_local_run_and_stores_nothing(
             tuple(ArchRef(a.id, a.key, dict(a.config)) for a in archs),
             {0: ensure_batch(s, bench, setup, 0).id},
         )
-    with pytest.raises(UnitFailedError, match=f"TypeError: {BUG}".replace("(", r"\(")):
+    with pytest.raises(UnitFailedError, match=re.escape(f"TypeError: {BUG}")):
         score_missing(sessions, job, LocalExecutor(cache_bytes=2**28))
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Evaluation)) == 0
