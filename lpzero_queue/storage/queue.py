@@ -24,19 +24,27 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import logging
-import random
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Engine, func, or_, select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, Engine, or_, select, update
 
-from lpzero_queue.storage._engine import make_engine
+from lpzero_queue.storage._heartbeat import Heartbeat
+from lpzero_queue.storage._leasing import (
+    CHUNK,
+    TRANSIENT_DB_ERRORS,
+    Session,
+    Sessions,
+    adopt_engine,
+    attempts_text,
+    chunks,
+    db_now,
+    engine_of,
+    forget_engines,
+    queue_engine,
+    with_db_retries,
+)
 from lpzero_queue.storage._models import TrainingJob, WorkUnitRow
 from lpzero_queue.storage.status import JobStatus, UnitStatus
 
@@ -66,20 +74,11 @@ __all__ = [
     "with_db_retries",
 ]
 
-log = logging.getLogger(__name__)
 
-TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
-CHUNK = 500  # ids per IN (...) query: one query per chunk, never one per row
 # Why a row whose lease lapsed is given up on, when no worker left a reason.
 LEASE_LAPSED = "its lease expired (killed, out of memory or disconnected)"
 
-T = TypeVar("T")
 Row = TypeVar("Row", WorkUnitRow, TrainingJob)
-
-# A coordinator's session factory (bound to its engine).
-Sessions: TypeAlias = sessionmaker[Session]
-
-_engines: dict[str, Engine] = {}
 
 
 class LeaseOutcome(enum.StrEnum):
@@ -92,68 +91,11 @@ class LeaseOutcome(enum.StrEnum):
     MISSING = "missing"  # no such row (or another database's)
 
 
-def engine_of(sessions: Sessions) -> Engine:
-    """The engine a session factory is bound to."""
-    bind = sessions.kw["bind"]
-    assert isinstance(bind, Engine)
-    return bind
-
-
-def queue_engine(url: str) -> Engine:
-    """This process's engine for ``url`` (created on first use, shared by every task)."""
-    if url not in _engines:
-        _engines[url] = make_engine(url)
-    return _engines[url]
-
-
-def adopt_engine(url: str, engine: Engine) -> None:
-    """Make ``engine`` the one :func:`queue_engine` returns for ``url`` (in-process runners)."""
-    _engines.setdefault(url, engine)
-
-
-def forget_engines() -> None:
-    """Drop every cached engine: a forked child must never reuse its parent's connections."""
-    _engines.clear()
-
-
-def db_now(conn: Connection) -> dt.datetime:
-    """The clock leases use: the database's on PostgreSQL (not the workers'), UTC on SQLite."""
-    if conn.dialect.name == "postgresql":
-        value: dt.datetime = conn.scalar(select(func.now()))  # type: ignore[assignment]
-        return value
-    return dt.datetime.now(dt.UTC)
-
-
-def with_db_retries(fn: Callable[[], T], *, tries: int = 6, base_s: float = 0.5) -> T:
-    """Call ``fn``, retrying transient database errors with exponential backoff and jitter."""
-    for attempt in range(tries):
-        try:
-            return fn()
-        except TRANSIENT_DB_ERRORS:
-            if attempt == tries - 1:
-                raise
-            delay = min(30.0, base_s * 2**attempt) * (0.5 + random.random())
-            log.warning("transient database error; retrying in %.1f s", delay, exc_info=True)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
-def attempts_text(n: int) -> str:
-    """``1 attempt``, ``3 attempts``."""
-    return f"{n} attempt{'' if n == 1 else 's'}"
-
-
 def gave_up_text(attempts: int, worker: str | None, reason: str | None) -> str:
     """The recorded reason of a row that used up its attempts."""
     return (
         f"gave up after {attempts_text(attempts)} (last worker {worker}): {reason or LEASE_LAPSED}"
     )
-
-
-def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
-    """Consecutive slices of at most ``size`` items."""
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 @dataclass(frozen=True)
@@ -454,62 +396,3 @@ class LeasedQueue(Generic[Row]):
                         error=gave_up_text(attempts, worker, error),
                     )
                 )
-
-
-class Heartbeat(threading.Thread):
-    """Renews a lease every ``interval_s`` seconds (default a third of it) while computing.
-
-    Attributes:
-        values: further columns written with each renewal (replace the dict, do not mutate it).
-        lost: set once a renewal found the lease no longer held.
-    """
-
-    def __init__(
-        self,
-        queue: LeasedQueue[Any],
-        row_id: int,
-        worker: str,
-        attempt: int,
-        lease_s: float,
-        *,
-        interval_s: float | None = None,
-    ):
-        """Prepare (not start) the heartbeat of one held lease.
-
-        Args:
-            interval_s: seconds between renewals; default (or when not below ``lease_s``) a
-                third of ``lease_s``.
-        """
-        super().__init__(name=f"lpzq-heartbeat-{queue.label}-{row_id}", daemon=True)
-        self.queue, self.row_id = queue, row_id
-        self.worker, self.attempt, self.lease_s = worker, attempt, lease_s
-        self.interval_s = interval_s if interval_s and interval_s < lease_s else lease_s / 3
-        self.values: dict[str, Any] = {}
-        self.stopped = threading.Event()
-        self.lost = threading.Event()
-
-    def beat(self) -> bool:
-        """One renewal; False (and :attr:`lost` set) when the lease is no longer held."""
-        if self.queue.beat(self.row_id, self.worker, self.attempt, self.lease_s, **self.values):
-            return True
-        log.warning("%s %d: lease lost (attempt %d)", self.queue.label, self.row_id, self.attempt)
-        self.lost.set()
-        return False
-
-    def run(self) -> None:
-        while not self.stopped.wait(self.interval_s) and not self.lost.is_set():
-            try:
-                if not self.beat():
-                    return
-            except TRANSIENT_DB_ERRORS:
-                log.warning(
-                    "%s %d: heartbeat failed; will retry",
-                    self.queue.label,
-                    self.row_id,
-                    exc_info=True,
-                )
-
-    def stop(self) -> None:
-        """Stop renewing and wait (up to 10 s) for the thread to end."""
-        self.stopped.set()
-        self.join(timeout=10)
