@@ -1,16 +1,18 @@
 """The executor interface and the scoring rule every executor applies.
 
 Both executors score a unit the same way (:func:`score_as_result`): with the same number of torch
-threads (:func:`use_scoring_threads`), and with the same split between a *result* and an
-*infrastructure failure*:
+threads (:func:`use_scoring_threads`), and with the same split between a *result* and a
+*failure* (``proxies.outcomes`` holds the policy):
 
-* an exception that says the work itself is wrong (an expression that does not parse, an unknown
-  baseline, a value error inside the scoring code) is a deterministic result: every proxy of the
-  unit gets an ``error`` row, stored like any other and never retried;
-* anything else (out of memory, a killed or vanished process, a lost database or disk) says
+* a declared, deterministic outcome is a result, stored like any other and never retried: a
+  non-finite score, a constant proxy, a time limit, or a guard that rejects the input (an
+  expression that does not parse, an unknown baseline, a model without the part a proxy reads):
+  ``error`` rows;
+* anything else (out of memory, a device error, a killed or vanished process, a lost database
+  or broker, and exceptions that mean a bug, such as ``TypeError`` or ``LookupError``) says
   nothing about the proxies: nothing is stored for the unit, it is retried, and when its
-  attempts are exhausted the executor stops with :class:`UnitFailedError`. Running the command again
-  (``lpzq search resume RUN`` for a search) retries it.
+  attempts are exhausted the executor stops with :class:`UnitFailedError`. Running the command
+  again (``lpzq search resume RUN`` for a search) retries it.
 
 Nothing here imports torch at module level (the worker's parent process imports this module).
 """
@@ -21,21 +23,18 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from lpzero_queue.errors import LpzqError
+from lpzero_queue.proxies.outcomes import DECLARED_ERRORS
+from lpzero_queue.storage import EvaluationStatus
+from lpzero_queue.storage.queue import attempts_text as attempts_text  # kept for importers
 
 if TYPE_CHECKING:
     from lpzero_queue.proxies.cache import InputCache
     from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
 
-# Exceptions escaping a unit's scoring that are results, not infrastructure failures. The
-# expression parser, the proxy inputs and the baselines raise ValueError subclasses for work
-# that can never succeed; MemoryError, OSError and RuntimeError (CUDA) are not among these.
-DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    TypeError,
-    LookupError,
-    ArithmeticError,
-    LpzqError,
-)
+# Exceptions escaping a whole unit's scoring that are results: the guards of the parser, the
+# inputs and the baselines (``proxies.outcomes.DECLARED_ERRORS``). Out of memory, device errors
+# and bugs (TypeError, LookupError...) are not among these.
+DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = DECLARED_ERRORS
 
 
 class Executor(Protocol):
@@ -66,17 +65,14 @@ def describe(unit: WorkUnit) -> str:
     )
 
 
-def attempts_text(n: int) -> str:
-    """``1 attempt``, ``3 attempts``."""
-    return f"{n} attempt{'' if n == 1 else 's'}"
-
-
 def executor_label(name: str, threads: int) -> str:
     """How results were obtained, as stored in ``evaluations.worker``: executor and threads."""
     return f"{name}:threads={threads}"
 
 
-def error_rows(unit: WorkUnit, message: str, status: str = "error") -> list[ScoreRow]:
+def error_rows(
+    unit: WorkUnit, message: str, status: EvaluationStatus = EvaluationStatus.ERROR
+) -> list[ScoreRow]:
     """One row per (architecture, proxy) of a unit whose scoring raised: ``status``, no score."""
     from lpzero_queue.proxies.scoring import ScoreRow
 

@@ -43,18 +43,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select, update
-from sqlalchemy.orm import Session, sessionmaker
-
 from lpzero_queue.config import Settings
 from lpzero_queue.errors import LpzqError
 from lpzero_queue.execution._broker import BrokerWatch
-from lpzero_queue.execution.base import (
-    UnitFailedError,
-    attempts_text,
-    describe,
-    executor_label,
-)
+from lpzero_queue.execution.base import UnitFailedError, describe, executor_label
 from lpzero_queue.execution.celery_app import (
     QUEUE_PROXY,
     TASK_SCORE_UNIT,
@@ -62,13 +54,12 @@ from lpzero_queue.execution.celery_app import (
     check_broker,
     make_celery,
 )
-from lpzero_queue.execution.tasks import db_now
 from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
-from lpzero_queue.storage import WorkUnitRow, insert_ignore, transaction
+from lpzero_queue.storage import UnitStatus
+from lpzero_queue.storage.queue import LeaseState, Sessions, attempts_text, engine_of
+from lpzero_queue.storage.work_units import UNIT_TERMINAL, WorkUnitQueue
 
 log = logging.getLogger(__name__)
-
-_CHUNK = 500  # ids per IN (...) query: one query per chunk, never one per row
 
 
 def unit_key(unit: WorkUnit) -> str:
@@ -91,11 +82,6 @@ class _Track:
     sent_after: int = -1  # the row's attempts when it was last dispatched
     resends: int = 0
     node: str | None = None  # the worker whose own queue got the last message; None: shared
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 class CeleryExecutor:
@@ -128,7 +114,7 @@ class CeleryExecutor:
     def __init__(
         self,
         settings: Settings,
-        sessions: sessionmaker[Session],
+        sessions: Sessions,
         *,
         options: CeleryOptions | None = None,
         lease_s: float | None = None,
@@ -171,10 +157,9 @@ class CeleryExecutor:
         self.broker = BrokerWatch(self.app, self.broker_down_s, say or log.warning)
 
     @property
-    def _engine(self) -> Engine:
-        bind = self.sessions.kw["bind"]
-        assert isinstance(bind, Engine)
-        return bind
+    def queue(self) -> WorkUnitQueue:
+        """The ``work_units`` queue on the coordinator's database."""
+        return WorkUnitQueue(engine_of(self.sessions))
 
     def check_broker(self) -> None:
         """Open one broker connection; LpzqError naming the masked URL when it fails."""
@@ -201,12 +186,12 @@ class CeleryExecutor:
             while pending:
                 snapshot = self._snapshot(sorted(pending))
                 now = time.monotonic()
-                seen = {i: (s["status"], s["attempts"]) for i, s in snapshot.items()}
-                live = any(s["status"] == "running" and not s["expired"] for s in snapshot.values())
+                seen = {i: (s.status, s.attempts) for i, s in snapshot.items()}
+                live = any(s.live for s in snapshot.values())
                 if live or seen != last_seen:
                     progress_at = now
                 last_seen = seen
-                finished = [i for i, s in snapshot.items() if s["status"] in ("done", "failed")]
+                finished = [i for i, s in snapshot.items() if s.status in UNIT_TERMINAL]
                 failed = []
                 for unit_id, rows in self._results(finished, tracks):
                     pending.discard(unit_id)
@@ -232,7 +217,7 @@ class CeleryExecutor:
 
     def _round(
         self,
-        snapshot: dict[int, dict[str, Any]],
+        snapshot: dict[int, LeaseState],
         pending: set[int],
         tracks: dict[int, _Track],
         now: float,
@@ -246,7 +231,7 @@ class CeleryExecutor:
         give_up, send = self._plan(
             snapshot, pending, tracks, now, stalled=stalled > self.pickup_timeout_s
         )
-        self._give_up(give_up)
+        self.queue.give_up(give_up)
         if lost:
             # Back from an outage or a restart: whatever it held may be gone. Every unit nobody
             # holds a live lease on is sent again (a duplicate is harmless).
@@ -254,17 +239,17 @@ class CeleryExecutor:
                 i
                 for i in sorted(pending)
                 if i not in give_up
-                and (snapshot[i]["status"] == "pending" or snapshot[i]["expired"])
+                and (snapshot[i].status == UnitStatus.PENDING or snapshot[i].expired)
             ]
             if again:
                 self.broker.say(f"re-sending {len(again)} units the broker may have lost")
             send = sorted(set(send) | set(again))
-        attempts = {i: snapshot[i]["attempts"] for i in send}
+        attempts = {i: snapshot[i].attempts for i in send}
         self._dispatch(send, tracks, attempts)
 
     def _plan(
         self,
-        snapshot: dict[int, dict[str, Any]],
+        snapshot: dict[int, LeaseState],
         pending: set[int],
         tracks: dict[int, _Track],
         now: float,
@@ -278,23 +263,19 @@ class CeleryExecutor:
         likely just waiting in the queue, and re-sending it would only add duplicates.
         """
         give_up, send = [], []
-        busy = {
-            row["worker"]
-            for row in snapshot.values()
-            if row["status"] == "running" and not row["expired"]
-        }
+        busy = {row.worker for row in snapshot.values() if row.live}
         for unit_id in sorted(pending):
             row, track = snapshot[unit_id], tracks[unit_id]
             since = None if track.sent_at is None else now - track.sent_at
-            if row["status"] == "running" and row["expired"]:
-                self._suspect(row["worker"])
-                if row["attempts"] >= row["max_attempts"]:
+            if row.status == UnitStatus.RUNNING and row.expired:
+                self._suspect(row.worker)
+                if row.attempts >= (row.max_attempts or 0):
                     give_up.append(unit_id)
-                elif since is None or row["attempts"] > track.sent_after or since > self.lease_s:
+                elif since is None or row.attempts > track.sent_after or since > self.lease_s:
                     # An attempt ended since the last send (its worker died or released the
                     # lease): send at once; otherwise the last message may be lost.
                     send.append(unit_id)
-            elif row["status"] == "pending":
+            elif row.status == UnitStatus.PENDING:
                 wait = self.pickup_timeout_s * 2 ** min(track.resends, 4)
                 if since is None or (stalled and since > wait):
                     send.append(unit_id)
@@ -333,90 +314,29 @@ class CeleryExecutor:
             key = unit_key(unit)
             by_key.setdefault(key, []).append(unit)
             payloads.setdefault(key, unit.to_payload())
-        t = WorkUnitRow
-        tracks: dict[int, _Track] = {}
-        with transaction(self.sessions) as s:
-            for keys in _chunks(list(by_key)):
-                values = [
-                    {
-                        "unit_key": k,
-                        "kind": "proxy",
-                        "payload": payloads[k],
-                        "status": "pending",
-                        "attempts": 0,
-                        "max_attempts": self.max_attempts,
-                    }
-                    for k in keys
-                ]
-                insert_ignore(s, t, values, index_elements=["unit_key"])
-                # A new request gives units that failed (or used up their attempts under a
-                # coordinator that died) a fresh set of attempts; attempts keep counting, as
-                # (worker, attempts) fences a stale lease holder.
-                s.execute(
-                    update(t)
-                    .where(t.unit_key.in_(keys), t.status == "failed")
-                    .values(status="pending", max_attempts=t.attempts + self.max_attempts)
-                )
-                s.execute(
-                    update(t)
-                    .where(
-                        t.unit_key.in_(keys),
-                        t.status.in_(("pending", "running")),
-                        t.attempts >= t.max_attempts,
-                    )
-                    .values(max_attempts=t.attempts + self.max_attempts)
-                )
-                for unit_id, key in s.execute(select(t.id, t.unit_key).where(t.unit_key.in_(keys))):
-                    tracks[unit_id] = _Track(units=by_key[key], key=key)
-        return tracks
+        ids = self.queue.upsert(payloads, self.max_attempts)
+        return {unit_id: _Track(units=by_key[key], key=key) for unit_id, key in ids.items()}
 
-    def _snapshot(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        t = WorkUnitRow
-        out: dict[int, dict[str, Any]] = {}
-        with self._engine.connect() as conn:
-            now = db_now(conn)
-            for chunk in _chunks(ids):
-                query = select(
-                    t.id, t.status, t.attempts, t.max_attempts, t.lease_expires_at < now, t.worker
-                ).where(t.id.in_(chunk))
-                for unit_id, status, attempts, max_attempts, expired, worker in conn.execute(query):
-                    out[unit_id] = {
-                        "status": status,
-                        "attempts": attempts,
-                        "max_attempts": max_attempts,
-                        "expired": bool(expired),
-                        "worker": worker,
-                    }
-        return out
+    def _snapshot(self, ids: Sequence[int]) -> dict[int, LeaseState]:
+        return self.queue.snapshot(ids)
 
     def _results(
         self, ids: Sequence[int], tracks: dict[int, _Track]
     ) -> Iterator[tuple[int, list[ScoreRow] | None]]:
         """Rows of each finished id; None for a failed unit (no rows: not a result)."""
-        t = WorkUnitRow
-        with self._engine.connect() as conn:
-            fetched = [
-                row
-                for chunk in _chunks(sorted(ids))
-                for row in conn.execute(
-                    select(t.id, t.status, t.worker, t.result, t.error).where(t.id.in_(chunk))
-                )
-            ]
-        for unit_id, status, worker, result, _ in fetched:
-            unit = tracks[unit_id].units[0]
-            if status == "done" and result is not None:
-                if worker:
-                    self.affine[shard_key(unit)] = worker
-                    self.suspects.discard(worker)
-                yield unit_id, [ScoreRow(**r) for r in result["rows"]]
+        for done in self.queue.outcomes(ids):
+            unit = tracks[done.id].units[0]
+            if done.status == UnitStatus.DONE and done.result is not None:
+                if done.worker:
+                    self.affine[shard_key(unit)] = done.worker
+                    self.suspects.discard(done.worker)
+                yield done.id, [ScoreRow(**r) for r in done.result["rows"]]
             else:
-                yield unit_id, None
+                yield done.id, None
 
     def _failure(self, ids: Sequence[int], tracks: dict[int, _Track]) -> UnitFailedError:
         """The one-line error for failed units: the first one, its reason, how to retry."""
-        t = WorkUnitRow
-        with self._engine.connect() as conn:
-            error = conn.scalar(select(t.error).where(t.id == ids[0]))
+        error = self.queue.error(ids[0])
         unit = tracks[ids[0]].units[0]
         others = f" (and {len(ids) - 1} more units)" if len(ids) > 1 else ""
         reason = " ".join((error or "failed without a reason").split())
@@ -425,31 +345,6 @@ class CeleryExecutor:
             f"stored for it; run the command again (lpzq search resume RUN for a search) to "
             f"retry it with a fresh budget of {attempts_text(self.max_attempts)}"
         )
-
-    def _give_up(self, ids: Sequence[int]) -> None:
-        """Fail rows whose last lease expired with no attempts left (their workers died)."""
-        if not ids:
-            return
-        t = WorkUnitRow
-        with self._engine.begin() as conn:
-            now = db_now(conn)
-            rows = conn.execute(select(t.id, t.attempts, t.worker).where(t.id.in_(ids))).all()
-            for unit_id, attempts, worker in rows:
-                conn.execute(
-                    update(t)
-                    .where(
-                        t.id == unit_id,
-                        t.status == "running",
-                        t.lease_expires_at < now,
-                        t.attempts >= t.max_attempts,
-                    )
-                    .values(
-                        status="failed",
-                        lease_expires_at=None,
-                        error=f"gave up after {attempts_text(attempts)} (last worker {worker}): "
-                        "its lease expired (killed, out of memory or disconnected)",
-                    )
-                )
 
     # -- broker --------------------------------------------------------------------------------
 

@@ -6,13 +6,14 @@ conditional UPDATE (pending, or running with an expired lease, and attempts belo
 renews the lease from a heartbeat thread while it computes, and writes the result and ``done`` in
 one transaction only while it still holds the lease. ``(worker, attempts)`` is the fencing token:
 a worker whose lease was taken over cannot overwrite the new holder's row (the lease itself is
-:mod:`lpzero_queue.execution._lease`, shared with the training jobs).
+:class:`lpzero_queue.storage.WorkUnitQueue`, the leased queue shared with the training jobs).
 
 What a unit ends as (see ``execution.base``): ``done`` with its rows when it was scored, also when
-its scoring raised a deterministic error (``error`` rows) or passed the soft time limit
-(``timeout`` rows); an infrastructure failure (out of memory, CUDA error, a killed child) records
-its reason and expires the lease at once so the coordinator re-sends it, and the unit is
-``failed`` (reason kept, no rows) once its attempts are used up.
+its scoring raised a declared error (``error`` rows) or passed the soft time limit (``timeout``
+rows); an infrastructure failure (out of memory, CUDA error, a killed child) or a bug (a
+``TypeError`` in an operator) records its reason and expires the lease at once so the
+coordinator re-sends it, and the unit is ``failed`` (reason kept, no rows) once its attempts are
+used up.
 
 Nothing here imports torch at module level: the worker's parent process imports this module,
 and CUDA must only ever be initialised in the forked children.
@@ -28,33 +29,29 @@ from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import Engine, select, update
 
-from lpzero_queue.execution._lease import (
-    TRANSIENT_DB_ERRORS,
-    Heartbeat,
-    db_now,
-    finish_held,
-    held,
-    leasable,
-    take_lease,
-    with_db_retries,
-)
 from lpzero_queue.execution.base import (
-    attempts_text,
     error_rows,
     resolve_device,
     score_as_result,
     use_scoring_threads,
 )
-from lpzero_queue.storage import WorkUnitRow, make_engine
+from lpzero_queue.storage import EvaluationStatus, UnitStatus
+from lpzero_queue.storage.queue import (
+    TRANSIENT_DB_ERRORS,
+    Engine,
+    LeaseOutcome,
+    forget_engines,
+    queue_engine,
+)
+from lpzero_queue.storage.work_units import WorkUnitQueue
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from lpzero_queue.config import Settings
     from lpzero_queue.proxies.cache import InputCache
-    from lpzero_queue.proxies.scoring import ScoreRow
+    from lpzero_queue.proxies.scoring import ScoreRow, WorkUnit
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +74,6 @@ DB_RETRY_TASK_OPTIONS: dict[str, Any] = {
     "ignore_result": True,
 }
 
-_engines: dict[str, Engine] = {}
 _state: dict[str, Any] = {"settings": None, "cache": None, "device": "cpu"}
 
 
@@ -94,7 +90,7 @@ def configure_worker_process(settings: Settings, device: str) -> None:
     resolved = resolve_device(device)
     if resolved == "cuda":
         torch.cuda.set_device(0)
-    _engines.clear()  # never reuse connections inherited across fork
+    forget_engines()  # never reuse connections inherited across fork (units and jobs alike)
     _state.update(settings=settings, device=resolved, cache=None)
     log.info(
         "worker child %d ready: device %s, torch threads %d",
@@ -119,12 +115,6 @@ def worker_cache() -> InputCache:
     return cache
 
 
-def _engine(url: str) -> Engine:
-    if url not in _engines:
-        _engines[url] = make_engine(url)
-    return _engines[url]
-
-
 def lease_unit(
     engine: Engine, unit_id: int, worker: str, lease_s: float, unit_key: str | None = None
 ) -> int | None:
@@ -132,57 +122,15 @@ def lease_unit(
 
     ``unit_key``, when given, must match too: a message meant for another database finds no row.
     """
-    t = WorkUnitRow
-    same_key = t.unit_key == unit_key if unit_key else t.id == unit_id
-    return take_lease(
-        engine,
-        t,
-        unit_id,
-        worker,
-        lease_s,
-        same_key=same_key,
-        below_cap=t.attempts < t.max_attempts,
-    )
-
-
-def _not_leased(engine: Engine, unit_id: int, unit_key: str | None) -> str:
-    """Why a row could not be leased; marks it failed when its attempts are exhausted."""
-    t = WorkUnitRow
-    same_key = t.unit_key == unit_key if unit_key else t.id == unit_id
-    with engine.begin() as conn:
-        now = db_now(conn)
-        row = conn.execute(
-            select(t.status, t.attempts, t.max_attempts, t.worker, t.error).where(
-                t.id == unit_id, same_key
-            )
-        ).one_or_none()
-        if row is None:
-            return "missing"
-        if row.status in ("done", "failed"):
-            return row.status
-        gave_up = conn.execute(
-            update(t)
-            .where(t.id == unit_id, leasable(t, now), t.attempts >= t.max_attempts)
-            .values(
-                status="failed",
-                lease_expires_at=None,
-                error=f"gave up after {attempts_text(row.attempts)} (last worker {row.worker}): "
-                f"{row.error or 'its lease expired (killed, out of memory or disconnected)'}",
-            )
-        )
-        return "failed" if gave_up.rowcount == 1 else "busy"
+    return WorkUnitQueue(engine).lease(unit_id, worker, lease_s, key=unit_key, max_attempts=None)
 
 
 def _finish(
     engine: Engine, unit_id: int, worker: str, attempt: int, *, result: dict[str, Any]
 ) -> str:
     """Record the unit's rows and ``done`` in one transaction, only while holding the lease."""
-    values = {"status": "done", "result": result, "error": None}
-    return (
-        "done"
-        if finish_held(engine, WorkUnitRow, unit_id, worker, attempt, values)
-        else "superseded"
-    )
+    done = WorkUnitQueue(engine).record_done(unit_id, worker, attempt, result)
+    return UnitStatus.DONE if done else LeaseOutcome.SUPERSEDED
 
 
 def _release(engine: Engine, unit_id: int, worker: str, attempt: int, reason: str) -> str:
@@ -192,33 +140,7 @@ def _release(engine: Engine, unit_id: int, worker: str, attempt: int, reason: st
     Returns:
         ``failed``, ``released`` or ``superseded`` (the lease was no longer ours).
     """
-    t = WorkUnitRow
-    fenced = held(t, unit_id, worker, attempt)
-
-    def write() -> str:
-        with engine.begin() as conn:
-            now = db_now(conn)
-            failed = conn.execute(
-                update(t)
-                .where(fenced, t.attempts >= t.max_attempts)
-                .values(
-                    status="failed",
-                    lease_expires_at=None,
-                    heartbeat_at=now,
-                    error=f"gave up after {attempts_text(attempt)} "
-                    f"(last worker {worker}): {reason}",
-                )
-            )
-            if failed.rowcount == 1:
-                return "failed"
-            released = conn.execute(
-                update(t)
-                .where(fenced)
-                .values(lease_expires_at=now, heartbeat_at=now, error=reason[:2000])
-            )
-            return "released" if released.rowcount == 1 else "superseded"
-
-    return with_db_retries(write)
+    return WorkUnitQueue(engine).release(unit_id, worker, attempt, reason, max_attempts=None)
 
 
 def _test_hooks() -> None:
@@ -236,8 +158,9 @@ def _test_hooks() -> None:
 def _timeouts(rows: list[ScoreRow], message: str) -> list[ScoreRow]:
     """Rows whose scoring caught the soft time limit as an error are ``timeout`` rows."""
     return [
-        replace(r, status="timeout", error=message)
-        if r.status == "error" and (r.error or "").startswith(SoftTimeLimitExceeded.__name__)
+        replace(r, status=EvaluationStatus.TIMEOUT, error=message)
+        if r.status == EvaluationStatus.ERROR
+        and (r.error or "").startswith(SoftTimeLimitExceeded.__name__)
         else r
         for r in rows
     ]
@@ -272,65 +195,60 @@ def execute_unit(
         OperationalError | InterfaceError: the database was unreachable before leasing; the
             Celery task retries these with backoff.
     """
-    from lpzero_queue.proxies.scoring import WorkUnit, device_label
+    from lpzero_queue.proxies.scoring import WorkUnit
 
-    engine = _engine(database_url)
-    attempt = lease_unit(engine, unit_id, worker, lease_s, unit_key)
+    queue = WorkUnitQueue(queue_engine(database_url))
+    attempt = queue.lease(unit_id, worker, lease_s, key=unit_key, max_attempts=None)
     if attempt is None:
-        outcome = _not_leased(engine, unit_id, unit_key)
+        outcome = queue.not_leased(unit_id, key=unit_key, max_attempts=None)
         log.info("unit %d not leased: %s", unit_id, outcome)
         return outcome
-    with engine.connect() as conn:
-        payload: dict[str, Any] = conn.execute(
-            select(WorkUnitRow.payload).where(WorkUnitRow.id == unit_id)
-        ).scalar_one()
-    unit = WorkUnit.from_payload(payload)
-    heartbeat = Heartbeat(
-        engine,
-        WorkUnitRow,
-        unit_id,
-        worker,
-        attempt,
-        lease_s,
-        label="unit",
-        name=f"lpzq-heartbeat-{unit_id}",
-        interval_s=heartbeat_s,
-    )
+    unit = WorkUnit.from_payload(queue.payload(unit_id))
+    heartbeat = queue.heartbeat(unit_id, worker, attempt, lease_s, interval_s=heartbeat_s)
     heartbeat.start()
     settings = _state["settings"]
     threads = torch_threads or (settings.scoring_threads if settings is not None else 1)
-    result: dict[str, Any] | None = None
-    failure: str | None = None
-    started = time.perf_counter()
     timeout = f"timeout after {soft_time_limit_s or 'the soft time limit'} s"
+    result: dict[str, Any] = {}
+    failure: str | None = None
     try:
-        result = {
-            "torch_threads": use_scoring_threads(threads),
-            "device": device_label(_state["device"]),
-        }
-        try:
-            _test_hooks()
-            rows = _timeouts(score_as_result(unit, worker_cache(), _state["device"]), timeout)
-        except SoftTimeLimitExceeded:
-            result["error"] = timeout
-            rows = error_rows(unit, timeout, "timeout")
-        result.update(
-            rows=[asdict(r) for r in rows],
-            seconds=time.perf_counter() - started,
-            worker=worker,
-        )
-    except Exception as exc:  # infrastructure: retried up to the cap, never a stored result
+        result = _score(unit, threads, timeout, worker)
+    except Exception as exc:  # infrastructure or a bug: retried up to the cap, never stored
         failure = " ".join(f"{type(exc).__name__}: {exc}".split())
         log.warning("unit %d attempt %d: %s", unit_id, attempt, failure, exc_info=True)
     finally:
         heartbeat.stop()
     if failure is not None:
-        outcome = _release(engine, unit_id, worker, attempt, failure)
+        outcome = queue.release(unit_id, worker, attempt, failure, max_attempts=None)
     else:
-        assert result is not None
-        outcome = _finish(engine, unit_id, worker, attempt, result=result)
+        done = queue.record_done(unit_id, worker, attempt, result)
+        outcome = UnitStatus.DONE if done else LeaseOutcome.SUPERSEDED
     log.info("unit %d attempt %d: %s", unit_id, attempt, outcome)
     return outcome
+
+
+def _score(unit: WorkUnit, threads: int, timeout: str, worker: str) -> dict[str, Any]:
+    """Score ``unit`` in this worker child: its rows and how they were obtained.
+
+    A declared outcome is rows (``error``, ``timeout``...); anything else raises.
+    """
+    from lpzero_queue.proxies.scoring import device_label
+
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "torch_threads": use_scoring_threads(threads),
+        "device": device_label(_state["device"]),
+    }
+    try:
+        _test_hooks()
+        rows = _timeouts(score_as_result(unit, worker_cache(), _state["device"]), timeout)
+    except SoftTimeLimitExceeded:
+        result["error"] = timeout
+        rows = error_rows(unit, timeout, EvaluationStatus.TIMEOUT)
+    result.update(
+        rows=[asdict(r) for r in rows], seconds=time.perf_counter() - started, worker=worker
+    )
+    return result
 
 
 def register_tasks(app: Celery) -> None:

@@ -39,6 +39,7 @@ from lpzero_queue.benchmarks.batches import InputBatch
 from lpzero_queue.benchmarks.builders import build_model
 from lpzero_queue.benchmarks.taps import taps
 from lpzero_queue.proxies.objective import forward_loss
+from lpzero_queue.proxies.outcomes import ProxyRejectedError
 
 F64 = torch.float64
 JACOB_EPS = 1e-5  # Mellor et al. / Abdelfattah et al. jacob_cov eigenvalue offset
@@ -65,7 +66,7 @@ def weight_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 def _final_layernorm(model: nn.Module) -> nn.LayerNorm:
     norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
     if not norms:
-        raise ValueError("model has no LayerNorm: the proxy readout is undefined")
+        raise ProxyRejectedError("model has no LayerNorm: the proxy readout is undefined")
     return norms[-1]
 
 
@@ -194,7 +195,9 @@ class ProxyRun:
             jacobian = None
             if self.want_jacobian:
                 if len(emb) != 1 or not readout:
-                    raise ValueError("model must have exactly one embedding tap for jacob_cov")
+                    raise ProxyRejectedError(
+                        "model must have exactly one embedding tap for jacob_cov"
+                    )
                 recording[0] = False  # tensor hooks must keep the loss gradients only
                 (jacobian,) = torch.autograd.grad(
                     readout[-1].sum(), emb[0], retain_graph=True
@@ -356,7 +359,7 @@ def activation_distance(run: ProxyRun) -> float:
     """
     gp = run.grad_pass()
     if not gp.act:
-        raise ValueError("model has no act taps")
+        raise ProxyRejectedError("model has no act taps")
     B = gp.act[0][0].shape[0]
     K = torch.zeros((B, B), dtype=F64)
     for a, _ in gp.act:

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from lpzero_queue.proxies._stacked import StackedList
 from lpzero_queue.proxies.operators import BINARY_OPS, UNARY_OPS
+from lpzero_queue.proxies.outcomes import ProxyRejectedError, is_proxy_outcome, is_time_limit
 
 if TYPE_CHECKING:
     from lpzero_queue.proxies.expression import Branch, Expression
@@ -62,7 +63,7 @@ BranchValue = Tensor | Exception
 Memo = MutableMapping["Branch", BranchValue]
 
 
-class ProxyInputError(ValueError):
+class ProxyInputError(ProxyRejectedError):
     """A proxy input the expression needs is missing, empty, or not a list of tensors."""
 
 
@@ -246,9 +247,20 @@ def branch_values(
                     c = Branch(input_name, chain)
                     values[i].setdefault(c, value)
                     memo = memo_list[i]
-                    if memo is not None and len(memo) < MEMO_MAX_BRANCHES:
+                    if (
+                        memo is not None
+                        and len(memo) < MEMO_MAX_BRANCHES
+                        and _memoisable(values[i][c])
+                    ):
                         memo[c] = values[i][c]
     return [{b: v[c] for b, c in canon.items()} for v in values]
+
+
+def _memoisable(value: BranchValue) -> bool:
+    """A value or a declared error of the inputs; never a failure a retry may not repeat."""
+    return not isinstance(value, Exception) or (
+        is_proxy_outcome(value) and not is_time_limit(value)
+    )
 
 
 def score_results(
@@ -258,7 +270,11 @@ def score_results(
 
     Returns:
         One result per expression, in order: "ok" with a finite score, "nonfinite" (score None),
-        or "error" with the exception text.
+        or "error" with the exception text (a declared outcome, ``proxies.outcomes``).
+
+    Raises:
+        Exception: a branch failed with an exception that is not a proxy outcome (a bug, out
+            of memory, a device error).
     """
     scores: list[Tensor] = []
     errors: dict[int, str] = {}
@@ -271,6 +287,8 @@ def score_results(
             assert isinstance(left, Tensor) and isinstance(right, Tensor)
             scores.append(pair_score(e, left, right))
         except Exception as exc:
+            if not is_proxy_outcome(exc):
+                raise  # a bug or a failing device: the unit is retried, nothing is stored
             errors[j] = f"{type(exc).__name__}: {exc}"
     host = iter(torch.stack(scores).tolist() if scores else [])  # one transfer
     results: list[EvalResult] = []

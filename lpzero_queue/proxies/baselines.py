@@ -68,6 +68,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from lpzero_queue.proxies import _baseline_impls as impl
+from lpzero_queue.proxies.outcomes import is_proxy_outcome
 
 __all__ = [
     "BASELINES",
@@ -303,7 +304,9 @@ def score_baselines(
 
                     summary = structural_summary(space, config, builder)
                 score = float(baseline.fn(summary))
-        except Exception as exc:  # one proxy's failure is a result, not a crash
+        except Exception as exc:  # one proxy's declared failure is a result, not a crash
+            if not is_proxy_outcome(exc):
+                raise  # out of memory, a device error or a bug: nothing is stored
             seconds = time.perf_counter() - started
             results[name] = BaselineResult(None, "error", f"{type(exc).__name__}: {exc}", seconds)
             continue

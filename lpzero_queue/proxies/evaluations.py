@@ -11,42 +11,65 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING, NamedTuple
 
 from lpzero_queue.errors import LpzqError, clip
-from lpzero_queue.execution.base import Executor
 from lpzero_queue.proxies.scoring import ArchRef, ScoreRow, ScoringSetup, WorkUnit, shard
 from lpzero_queue.proxies.spec import ProxySpec
-from lpzero_queue.storage import (
-    Benchmark,
-    Evaluation,
-    InputBatch,
-    Proxy,
-    insert_ignore,
-    transaction,
+from lpzero_queue.storage import EvaluationStatus, transaction
+from lpzero_queue.storage.evaluations import (
+    EVALUATION_RESULTS,
+    BatchKey,
+    EvaluationScope,
+    NewEvaluation,
+    NewProxy,
+    ensure_input_batch,
+    insert_evaluations,
+    insert_proxies,
+    stored_evaluations,
 )
+from lpzero_queue.storage.evaluations import proxy_ids as stored_proxy_ids
 
-_CHUNK = 500  # rows per INSERT statement
+if TYPE_CHECKING:
+    from lpzero_queue.execution.base import Executor
+    from lpzero_queue.storage import Benchmark, InputBatch
+    from lpzero_queue.storage.queue import Session, Sessions
 
 # Statuses that end an evaluation: its result stands and is reused.
-TERMINAL = ("ok", "nonfinite", "error", "constant", "timeout")
-
-# proxy_id -> arch_id -> seed -> (score or None, status)
-ScoreTable = dict[int, dict[int, dict[int, tuple[float | None, str]]]]
+TERMINAL = EVALUATION_RESULTS
 
 
-def _proxy_values(spec: ProxySpec, origin: str) -> dict[str, Any]:
-    return {
-        "expression": spec.text,
-        "expression_hash": hashlib.sha256(spec.text.encode()).hexdigest(),
-        "name": spec.name,
-        "kind": spec.kind,
-        "origin": "builtin" if spec.kind == "builtin" or spec.name else origin,
-        "direction": spec.direction,
-    }
+class StoredScore(NamedTuple):
+    """A stored result: the score (None unless ``ok``) and the status."""
+
+    score: float | None
+    status: EvaluationStatus
+
+
+class ScoreTable(dict[int, dict[int, dict[int, StoredScore]]]):
+    """Stored results by proxy id, architecture id and seed."""
+
+    def __missing__(self, proxy_id: int) -> dict[int, dict[int, StoredScore]]:
+        return {}  # a proxy with nothing stored (nothing is added)
+
+    def add(self, proxy_id: int, arch_id: int, seed: int, stored: StoredScore) -> None:
+        """Record one result."""
+        self.setdefault(proxy_id, {}).setdefault(arch_id, {})[seed] = stored
+
+    def lookup(self, proxy_id: int, arch_id: int, seed: int) -> StoredScore | None:
+        """The result of ``proxy_id`` on ``arch_id`` for ``seed``; None when not stored."""
+        return self.get(proxy_id, {}).get(arch_id, {}).get(seed)
+
+
+def _new_proxy(spec: ProxySpec, origin: str) -> NewProxy:
+    return NewProxy(
+        expression=spec.text,
+        expression_hash=hashlib.sha256(spec.text.encode()).hexdigest(),
+        name=spec.name,
+        kind=spec.kind,
+        origin="builtin" if spec.kind == "builtin" or spec.name else origin,
+        direction=spec.direction,
+    )
 
 
 def ensure_proxy(session: Session, spec: ProxySpec, origin: str = "user") -> int:
@@ -63,16 +86,11 @@ def ensure_proxies(
     moment makes one row, and both get its id.
     """
     texts = list(dict.fromkeys(s.text for s in specs))
-
-    def stored() -> dict[str, int]:
-        query = select(Proxy.expression, Proxy.id).where(Proxy.expression.in_(texts))
-        return dict(session.execute(query).tuples().all())
-
-    found = stored()
+    found = stored_proxy_ids(session, texts)
     new = {s.text: s for s in specs if s.text not in found}
     if new:
-        insert_ignore(session, Proxy, [_proxy_values(s, origin) for s in new.values()])
-        found = stored()
+        insert_proxies(session, [_new_proxy(s, origin) for s in new.values()])
+        found = stored_proxy_ids(session, texts)
     missing = [t for t in texts if t not in found]
     if missing:  # only a clash on another unique column (a name taken by another expression)
         raise LpzqError(f"proxy {clip(missing[0])} clashes with a stored proxy of the same name")
@@ -89,21 +107,9 @@ def ensure_batch(session: Session, bench: Benchmark, setup: ScoringSetup, seed: 
     from lpzero_queue.benchmarks.batches import TOKENIZERS
     from lpzero_queue.proxies.scoring import input_batch
 
-    tokenizer = TOKENIZERS[bench.space]
-    key = {
-        "benchmark_id": bench.id,
-        "seed": seed,
-        "batch_size": setup.batch_size,
-        "seq_len": setup.seq_len,
-        "tokenizer": tokenizer,
-    }
-    query = select(InputBatch).filter_by(**key)
-    row = session.scalar(query)
+    key = BatchKey(bench.id, seed, setup.batch_size, setup.seq_len, TOKENIZERS[bench.space])
     digest = input_batch(bench.space, seed, setup.batch_size, setup.seq_len).content_hash
-    if row is None:
-        # Insert-or-ignore: two coordinators starting the same search at once make one row.
-        insert_ignore(session, InputBatch, [{**key, "content_hash": digest}])
-        row = session.scalars(query).one()
+    row = ensure_input_batch(session, key, digest)
     if row.content_hash != digest:
         raise RuntimeError(
             f"input batch {row.id} changed content ({row.content_hash[:12]} -> {digest[:12]}); "
@@ -122,30 +128,23 @@ class Job:
     archs: tuple[ArchRef, ...]
     batch_ids: dict[int, int]  # seed -> input_batches.id
 
+    def scope(self, seed: int) -> EvaluationScope:
+        """What this job's evaluations for ``seed`` are computed under."""
+        setup = self.setup
+        return EvaluationScope(
+            self.batch_ids[seed], seed, setup.builder, setup.objective, setup.linear_scope
+        )
+
     def rows_for(self, session: Session, *, terminal_only: bool) -> ScoreTable:
         """Stored results of this job, as a table."""
-        out: ScoreTable = defaultdict(lambda: defaultdict(dict))
+        out = ScoreTable()
         ids = list(self.proxy_ids.values())
         arch_ids = [a.id for a in self.archs]
-        for seed, batch_id in self.batch_ids.items():
-            query = select(
-                Evaluation.proxy_id,
-                Evaluation.architecture_id,
-                Evaluation.score,
-                Evaluation.status,
-            ).where(
-                Evaluation.proxy_id.in_(ids),
-                Evaluation.architecture_id.in_(arch_ids),
-                Evaluation.batch_id == batch_id,
-                Evaluation.seed == seed,
-                Evaluation.builder == self.setup.builder,
-                Evaluation.objective == self.setup.objective,
-                Evaluation.linear_scope == self.setup.linear_scope,
-            )
-            if terminal_only:
-                query = query.where(Evaluation.status.in_(TERMINAL))
-            for pid, aid, score, status in session.execute(query).all():
-                out[pid][aid][seed] = (score, status)
+        for seed in self.batch_ids:
+            for row in stored_evaluations(
+                session, self.scope(seed), ids, arch_ids, results_only=terminal_only
+            ):
+                out.add(row.proxy_id, row.architecture_id, seed, StoredScore(row.score, row.status))
         return out
 
 
@@ -159,7 +158,7 @@ def plan_units(job: Job, done: ScoreTable, shard_size: int) -> list[WorkUnit]:
             todo = tuple(
                 p.text
                 for p in job.proxies
-                if seed not in done.get(job.proxy_ids[p.text], {}).get(ref.id, {})
+                if done.lookup(job.proxy_ids[p.text], ref.id, seed) is None
             )
             if todo:
                 missing[todo].append(ref)
@@ -173,7 +172,7 @@ def plan_units(job: Job, done: ScoreTable, shard_size: int) -> list[WorkUnit]:
 
 
 def store_rows(
-    sessions: sessionmaker[Session],
+    sessions: Sessions,
     unit: WorkUnit,
     rows: Sequence[ScoreRow],
     proxy_ids: dict[str, int],
@@ -185,33 +184,22 @@ def store_rows(
     Insert-or-ignore on ``uq_evaluations_unit``: two coordinators (two resumes of one run, or two
     runs sharing evaluations) storing the same rows at once both succeed, and the first stands.
     """
-    values = [
-        {
-            "proxy_id": proxy_ids[r.proxy],
-            "architecture_id": r.arch_id,
-            "batch_id": batch_id,
-            "seed": unit.seed,
-            "builder": unit.setup.builder,
-            "objective": unit.setup.objective,
-            "linear_scope": unit.setup.linear_scope,
-            "score": r.score if r.status == "ok" else None,
-            "status": r.status,
-            "error": (r.error or "")[:2000] or None,
-            "seconds": r.seconds,
-            "worker": worker,
-            "device": r.device,
-        }
+    if not rows:
+        return
+    setup = unit.setup
+    scope = EvaluationScope(batch_id, unit.seed, setup.builder, setup.objective, setup.linear_scope)
+    new = [
+        NewEvaluation(
+            proxy_ids[r.proxy], r.arch_id, r.score, r.status, r.error, r.seconds, r.device
+        )
         for r in rows
     ]
-    if not values:
-        return
     with transaction(sessions) as s:
-        for i in range(0, len(values), _CHUNK):
-            insert_ignore(s, Evaluation, values[i : i + _CHUNK])
+        insert_evaluations(s, scope, new, worker)
 
 
 def score_missing(
-    sessions: sessionmaker[Session],
+    sessions: Sessions,
     job: Job,
     executor: Executor,
     *,

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from lpzero_queue.proxies.objective import forward_loss, resolve_objective
 from lpzero_queue.proxies.operators import INPUT_NAMES
+from lpzero_queue.proxies.outcomes import ProxyRejectedError
 
 if TYPE_CHECKING:
     from lpzero_queue.benchmarks.batches import InputBatch
@@ -245,7 +246,7 @@ class _Hooks:
         jacobs = []
         for t in self.embedded:
             if t.grad is None:
-                raise RuntimeError("the embedding tap output received no gradient")
+                raise ProxyRejectedError("the embedding tap output received no gradient")
             jacobs.append(_store(t.grad, self.dtype))
         return tuple(jacobs)
 
@@ -273,7 +274,7 @@ def _weights_and_grads(
     grads = []
     for i, lin in enumerate(linears):
         if lin.weight.grad is None:
-            raise RuntimeError(f"mixer linear {i} received no gradient")
+            raise ProxyRejectedError(f"mixer linear {i} received no gradient")
         grads.append(_store(lin.weight.grad, dtype))
     return tuple(_store(lin.weight, dtype) for lin in linears), tuple(grads)
 
@@ -308,7 +309,7 @@ def extract_inputs(
 
     Raises:
         ValueError: Unsupported dtype or linear scope.
-        RuntimeError: The model has no taps of a kind, or a mixer weight received no gradient.
+        ProxyRejectedError: The model has no taps of a kind, or a mixer weight received no gradient.
     """
     if dtype not in STORAGE_DTYPES:
         raise ValueError(f"storage dtype must be one of {STORAGE_DTYPES}, got {dtype}")
@@ -337,7 +338,7 @@ def extract_inputs(
         model.train(was_training)
     empty = [name for name in INPUT_NAMES if not out[name]]
     if empty:
-        raise RuntimeError(f"the model produced no {', '.join(empty)} input(s)")
+        raise ProxyRejectedError(f"the model produced no {', '.join(empty)} input(s)")
     return out
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from lpzero_queue.benchmarks.builders import resolve_builder
 from lpzero_queue.benchmarks.records import config_hash
 from lpzero_queue.proxies.objective import resolve_objective
+from lpzero_queue.proxies.outcomes import is_proxy_outcome
 
 if TYPE_CHECKING:
     from lpzero_queue.benchmarks.batches import InputBatch
@@ -120,7 +121,7 @@ class ScoreRow:
     arch_id: int
     proxy: str
     score: float | None
-    status: str  # ok | nonfinite | error
+    status: str  # an EvaluationStatus: ok | nonfinite | constant | error | timeout
     error: str | None = None
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -154,10 +155,11 @@ def score_unit(unit: WorkUnit, cache: InputCache, device: str = "cpu") -> list[S
     Inputs of an architecture are computed once (one forward and backward) and kept in ``cache``
     with its branch memo; then all expressions are evaluated on all architectures in one engine
     call (``proxies._engine``: packed into few large operations on an accelerator, one
-    architecture at a time on the CPU). Baselines build their own model (on the CPU). A failing
-    proxy gives an ``error`` row; it never aborts the unit. ``device`` is where the inputs are
-    computed and the expressions evaluated ("cuda" on a GPU worker); every expression row
-    records it (:func:`device_label`), baseline rows record ``cpu``.
+    architecture at a time on the CPU). Baselines build their own model (on the CPU). A proxy
+    failing with a declared outcome (``proxies.outcomes``) gives an ``error`` row; anything else
+    (out of memory, a device error, a bug) raises and nothing of the unit is stored. ``device``
+    is where the inputs are computed and the expressions evaluated ("cuda" on a GPU worker);
+    every expression row records it (:func:`device_label`), baseline rows record ``cpu``.
     """
     from lpzero_queue.proxies.baselines import score_baselines
     from lpzero_queue.proxies.expression import evaluate_archs, parse_expression
@@ -176,8 +178,8 @@ def score_unit(unit: WorkUnit, cache: InputCache, device: str = "cpu") -> list[S
             try:
                 ready.append((arch, *_arch_inputs(unit, arch, batch, cache, device)))
             except Exception as exc:  # a model that cannot run is a result, not a crash
-                if _out_of_memory(exc):
-                    raise  # an infrastructure failure: the unit fails, nothing is stored
+                if not is_proxy_outcome(exc):
+                    raise  # out of memory, a device error or a bug: nothing is stored
                 message = f"{type(exc).__name__}: {exc}"
                 rows[arch.id] = [
                     ScoreRow(arch.id, t, None, "error", message) for t in unit.expressions
@@ -244,11 +246,6 @@ def _arch_inputs(
         # read back from a spill file (always CPU): evaluate on the device all the same
         tensors = {name: tuple(t.to(device) for t in ts) for name, ts in tensors.items()}
     return tensors, cache.memo(key)
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """Host or device memory ran out: retrying elsewhere may succeed, so it is not a result."""
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
 
 
 def shard(archs: Sequence[ArchRef], size: int) -> list[tuple[ArchRef, ...]]:

@@ -39,6 +39,7 @@ from lpzero_queue.storage.benchmarks import (
     NewBenchmark,
     StoredKey,
 )
+from lpzero_queue.storage.queue import Heartbeat, LeasedQueue, LeaseState
 from lpzero_queue.storage.reports import (
     IndividualOutcome,
     NewCorrelation,
@@ -67,6 +68,12 @@ from lpzero_queue.storage.status import (
     UnitKind,
     UnitStatus,
 )
+from lpzero_queue.storage.training_jobs import (
+    JobRequest,
+    JobResult,
+    TrainingJobQueue,
+)
+from lpzero_queue.storage.work_units import UnitOutcome, WorkUnitQueue
 
 __all__ = [
     "Architecture",
@@ -80,13 +87,18 @@ __all__ = [
     "Evaluation",
     "EvaluationStatus",
     "GroundTruth",
+    "Heartbeat",
     "Individual",
     "IndividualOutcome",
     "IndividualRecord",
     "IndividualStatus",
     "InputBatch",
     "JobProgress",
+    "JobRequest",
+    "JobResult",
     "JobStatus",
+    "LeaseState",
+    "LeasedQueue",
     "NewArchitecture",
     "NewBenchmark",
     "NewCorrelation",
@@ -108,8 +120,11 @@ __all__ = [
     "Sessions",
     "StoredKey",
     "TrainingJob",
+    "TrainingJobQueue",
     "UnitKind",
+    "UnitOutcome",
     "UnitStatus",
+    "WorkUnitQueue",
     "WorkUnitRow",
     "alembic_config",
     "check_connection",

@@ -18,17 +18,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any
 
 from lpzero_queue.benchmarks.records import ArchitectureRecord, BenchmarkSpec
 from lpzero_queue.errors import LpzqError
-from lpzero_queue.execution.train_tasks import JobRequest, JobResult
-from lpzero_queue.storage import Architecture, TrainingJob
+from lpzero_queue.storage import JobStatus
+from lpzero_queue.storage.training_jobs import JobRequest, JobResult
+from lpzero_queue.storage.training_jobs import link_jobs as link_to_architectures
 from lpzero_queue.training.data import DATA_DESCRIPTION
 from lpzero_queue.training.spaces import SpaceScale, sample_architectures
+
+if TYPE_CHECKING:
+    from lpzero_queue.storage.queue import Session
 
 __all__ = ["CreatePlan", "link_jobs", "noise_ceiling", "plan_benchmark", "results_to_spec"]
 
@@ -88,7 +89,7 @@ def results_to_spec(
     Raises:
         LpzqError: A job did not complete (naming the first, its reason and how to retry).
     """
-    bad = [r for r in results if r.status != "completed"]
+    bad = [r for r in results if r.status != JobStatus.COMPLETED]
     if bad:
         first = bad[0]
         raise LpzqError(
@@ -156,13 +157,4 @@ def results_to_spec(
 
 def link_jobs(session: Session, benchmark_id: int, records: Sequence[ArchitectureRecord]) -> None:
     """Point each training job at the architecture row it produced."""
-    rows = session.execute(
-        select(Architecture.id, Architecture.key).where(Architecture.benchmark_id == benchmark_id)
-    ).all()
-    by_key = {key: arch_id for arch_id, key in rows}
-    for record in records:
-        session.execute(
-            update(TrainingJob)
-            .where(TrainingJob.id.in_(record.extra["training_jobs"]))
-            .values(benchmark_id=benchmark_id, architecture_id=by_key[record.key])
-        )
+    link_to_architectures(session, benchmark_id, {r.key: r.extra["training_jobs"] for r in records})

@@ -156,7 +156,7 @@ def test_infrastructure_failure_is_retried_then_a_failed_unit(
     row = _row(migrated_engine, unit_id)
     assert (row.status, row.attempts, row.result) == ("running", 1, None)
     assert row.error == "MemoryError: CUDA out of memory"
-    assert ex._snapshot([unit_id])[unit_id]["expired"]
+    assert ex._snapshot([unit_id])[unit_id].expired
     # Last attempt: a failed unit with its reason, and no rows (nothing to store as a result).
     assert execute_unit(unit_id, database_url, worker="w2", lease_s=60) == "failed"
     row = _row(migrated_engine, unit_id)

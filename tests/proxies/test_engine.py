@@ -82,6 +82,24 @@ def test_an_operator_failing_on_one_architecture_fails_only_there(
     assert rb[0].status == "error" and "no 7s" in (rb[0].error or "")
 
 
+def test_an_operator_with_a_bug_raises_instead_of_an_error_result(
+    real_inputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lpzero_queue.proxies import operators
+
+    def buggy(x: torch.Tensor) -> torch.Tensor:
+        raise TypeError("a bug, not a property of the proxy")
+
+    op = operators.UnaryOp("buggy_test", buggy, "none", "same_shape")
+    monkeypatch.setitem(operators._UNARY, "buggy_test", op)
+    good = real_inputs["flexibert[0]"]
+    e = parse_expression("sum(mean(buggy_test(act)), mean(head))")
+    memo: dict[Any, Any] = {}
+    with pytest.raises(TypeError, match="a bug"):
+        evaluate_archs([e], [good], memos=[memo])
+    assert all(not isinstance(v, Exception) for v in memo.values())  # never memoised
+
+
 def test_device_independent_grouping_defaults() -> None:
     """CPU: one architecture per pack (memory); other devices pack up to DEVICE_GROUP_BYTES."""
     small = {"act": (torch.ones(2, 3),)}

@@ -59,6 +59,17 @@ def test_running_out_of_memory_fails_the_unit(
         score_unit(_unit(), InputCache(max_bytes=2**20))
 
 
+@pytest.mark.parametrize(
+    "exc", [TypeError("a bug in a builder"), KeyError("c_attn"), RuntimeError("CUDA error: busy")]
+)
+def test_a_bug_or_a_device_error_fails_the_unit(
+    monkeypatch: pytest.MonkeyPatch, exc: BaseException
+) -> None:
+    monkeypatch.setattr(inputs_module, "compute_inputs", _raise(exc))
+    with pytest.raises(type(exc)):
+        score_unit(_unit(), InputCache(max_bytes=2**20))
+
+
 def test_rows_record_the_device() -> None:
     unit = WorkUnit(
         _unit().setup, 0, _unit().archs, ("sum(mean(act), l1_norm(head))",), ("n_layers",)

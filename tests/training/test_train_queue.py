@@ -147,3 +147,58 @@ def test_ctrl_c_hands_the_job_back(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (row,) = _rows(engine)
     assert (row.status, row.lease_expires_at, row.error) == ("pending", None, "interrupted")
     engine.dispose()
+
+
+def test_out_of_memory_is_retried_up_to_the_cap_then_the_job_fails(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of memory is an infrastructure failure, as for the proxy units: never a result."""
+    import lpzero_queue.training.loop as loop
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    settings = load_settings(
+        {
+            "LPZQ_DATABASE_URL": database_url,
+            "LPZQ_DATA_DIR": str(tmp_path),
+            "LPZQ_CELERY_MAX_ATTEMPTS": "2",
+        }
+    )
+    real = loop.train
+    calls: list[int] = []
+
+    def out_of_memory_once(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError("CUDA out of memory (simulated)")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "train", out_of_memory_once)
+    runner = TrainRunner(settings, engine, say=lambda _: None, poll_s=0.01)
+    (result,) = runner.run([_request(seed=0)])
+    assert (result.status, result.attempts, result.error) == ("completed", 2, None)
+
+    def out_of_memory(*_args: object, **_kwargs: object) -> None:
+        raise MemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(loop, "train", out_of_memory)
+    request = _request(seed=1)
+    (job_id,) = runner.submit([request])
+    url = engine.url.render_as_string(hide_password=False)
+    # One attempt: the lease is released at once with the reason; nothing is recorded.
+    kw = {"worker": "w1", "job_key": request.key, "data_dir": tmp_path, "max_attempts": 2}
+    assert execute_job(job_id, url, **kw) == "released"  # type: ignore[arg-type]
+    (row,) = [r for r in _rows(engine) if r.id == job_id]
+    assert (row.status, row.attempts, row.metrics) == ("running", 1, {})
+    assert row.error == "MemoryError: CUDA out of memory (simulated)"
+    # The runner retries it (the lease was released) up to the cap, then the job is failed.
+    runner.wait([job_id])
+    (failed,) = runner.results([job_id])
+    assert (failed.status, failed.attempts, failed.metrics) == ("failed", 2, {})
+    assert (failed.error or "").startswith("gave up after 2 attempts (last worker in-process-")
+    assert (failed.error or "").endswith("): MemoryError: CUDA out of memory (simulated)")
+    # A new request with --retry-failed gets a fresh budget and trains it.
+    monkeypatch.setattr(loop, "train", real)
+    (again,) = runner.run([request], retry_failed=True)
+    assert (again.status, again.attempts) == ("completed", 3)
+    engine.dispose()
