@@ -18,15 +18,14 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from lpzero_queue.benchmarks.catalog import max_seq_len
 from lpzero_queue.benchmarks.splits import SplitSpec, search_positions, validation_positions
 from lpzero_queue.errors import LpzqError, NotFoundError
 from lpzero_queue.execution.base import Executor
+from lpzero_queue.proxies.correlation import strata_for
 from lpzero_queue.proxies.evaluations import (
     ensure_batch,
     ensure_proxies,
 )
-from lpzero_queue.proxies.report import strata_for
 from lpzero_queue.proxies.scoring import ArchRef, ScoringSetup
 from lpzero_queue.proxies.spec import ProxySpec
 from lpzero_queue.search._evaluator import Evaluator
@@ -47,6 +46,7 @@ from lpzero_queue.storage import (
     transaction,
 )
 from lpzero_queue.versions import code_version, library_versions
+from lpzero_queue.workflows.catalog import max_seq_len
 
 Progress = Callable[..., None]
 
