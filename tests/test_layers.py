@@ -247,3 +247,26 @@ def test_orchestration_packages_declare_their_exports(module: str) -> None:
     tree = ast.parse(init.read_text(encoding="utf-8"))
     assigned = [t for node in tree.body if isinstance(node, ast.Assign) for t in node.targets]
     assert any(isinstance(t, ast.Name) and t.id == "__all__" for t in assigned)
+
+
+def _exported_names(init: Path) -> set[str]:
+    """The names a package ``__init__`` exports: its ``__all__`` list or its ``_EXPORTS`` keys."""
+    names: set[str] = set()
+    for node in ast.parse(init.read_text(encoding="utf-8")).body:
+        if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.List | ast.Dict)):
+            continue
+        if any(isinstance(t, ast.Name) and t.id in {"__all__", "_EXPORTS"} for t in node.targets):
+            items = node.value.elts if isinstance(node.value, ast.List) else node.value.keys
+            names.update(i.value for i in items if isinstance(i, ast.Constant))
+    return names
+
+
+def test_workflow_exports_shadow_no_submodule() -> None:
+    """An exported name equal to a submodule's name is replaced by the module once that module is
+    imported: ``workflows.run_report`` (the proxy report) stays a function because the search run
+    report is ``search_report.py``."""
+    init = ROOT / "workflows" / "__init__.py"
+    submodules = {p.stem for p in init.parent.glob("*.py")}
+    exported = _exported_names(init)
+    assert "run_report" in exported
+    assert not exported & submodules

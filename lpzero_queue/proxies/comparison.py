@@ -1,7 +1,7 @@
 """Correlation tables of proxies against ground truth, and paired comparisons between proxies.
 
 Numbers in, records out: nothing here reads the database or runs a model. The workflow that
-scores proxies and stores these tables is :func:`lpzero_queue.workflows.run_report`.
+scores proxies and stores these tables is :func:`lpzero_queue.workflows.proxy_report.run_report`.
 """
 
 from __future__ import annotations

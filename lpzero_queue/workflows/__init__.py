@@ -36,10 +36,10 @@ _EXPORTS = {
     "plan_columns": "transfer",
     "score_column": "transfer",
     "transfer_specs": "transfer",
-    # run_report: plots and summary of a search run
-    "BASELINE_NAMES": "run_report",
-    "fitness_curves": "run_report",
-    "write_report": "run_report",
+    # search_report: plots and summary of a search run
+    "BASELINE_NAMES": "search_report",
+    "fitness_curves": "search_report",
+    "write_report": "search_report",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
         store_benchmark,
     )
     from lpzero_queue.workflows.proxy_report import run_report
-    from lpzero_queue.workflows.run_report import BASELINE_NAMES, fitness_curves, write_report
+    from lpzero_queue.workflows.search_report import BASELINE_NAMES, fitness_curves, write_report
     from lpzero_queue.workflows.transfer import (
         Column,
         TransferProxy,

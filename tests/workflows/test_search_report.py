@@ -28,7 +28,7 @@ from lpzero_queue.storage import (
     transaction,
     upgrade,
 )
-from lpzero_queue.workflows.run_report import fitness_curves, write_report
+from lpzero_queue.workflows.search_report import fitness_curves, write_report
 from tests.conftest import run_lpzq
 
 BEST = "sum(mean(grad), l1_norm(act))"

@@ -29,8 +29,8 @@ from lpzero_queue.storage import (
     SessionFactory,
     transaction,
 )
-from lpzero_queue.workflows._run_plots import Curve, plot_bars, plot_fitness, plot_scatter
-from lpzero_queue.workflows._run_summary import fmt, summary_markdown
+from lpzero_queue.workflows._search_plots import Curve, plot_bars, plot_fitness, plot_scatter
+from lpzero_queue.workflows._search_summary import fmt, summary_markdown
 
 __all__ = ["BASELINE_NAMES", "fitness_curves", "write_report"]
 
