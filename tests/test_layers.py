@@ -41,6 +41,7 @@ PURE = (
     "lpzero_queue.proxies",
     "lpzero_queue.search",  # the package __init__: it re-exports the GP only
     *(f"lpzero_queue.search.{m}" for m in _SEARCH_GP),
+    "lpzero_queue.config",  # the settings: read by every layer, so it imports none of them
     "lpzero_queue.errors",
     "lpzero_queue.versions",
     "lpzero_queue._lazy",
