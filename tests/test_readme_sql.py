@@ -8,7 +8,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import sessionmaker
 
 from tests.conftest import REPO_ROOT
-from tests.search.test_report import BEST, add_fake_runs
+from tests.workflows.test_search_report import BEST, add_fake_runs
 
 HEADING = "## SQL over historical results"
 

@@ -1,5 +1,7 @@
 """Benchmarks: ground truth (shipped and imported), architecture builders and input batches.
 
+Pure: nothing here reads the database (storing benchmarks is :mod:`lpzero_queue.workflows.catalog`).
+
 Exports resolve lazily (PEP 562) so that importing this package does not import torch: the CLI
 stays fast for commands that never build a model.
 """
@@ -23,14 +25,6 @@ _EXPORTS = {
     "parse_import_file": "imports",
     "structural_basics": "records",
     "validate_config": "records",
-    # catalog: benchmarks in the database
-    "BenchmarkOverview": "catalog",
-    "LoadResult": "catalog",
-    "benchmark_overview": "catalog",
-    "ensure_benchmark": "catalog",
-    "get_benchmark": "catalog",
-    "load_shipped_benchmark": "catalog",
-    "store_benchmark": "catalog",
     # builders
     "BUILDERS": "builders",
     "build_model": "builders",
@@ -69,15 +63,6 @@ if TYPE_CHECKING:
         build_model,
         resolve_builder,
         structural_summary,
-    )
-    from lpzero_queue.benchmarks.catalog import (
-        BenchmarkOverview,
-        LoadResult,
-        benchmark_overview,
-        ensure_benchmark,
-        get_benchmark,
-        load_shipped_benchmark,
-        store_benchmark,
     )
     from lpzero_queue.benchmarks.imports import parse_import_file
     from lpzero_queue.benchmarks.records import (

@@ -23,10 +23,10 @@ from lpzero_queue.errors import LpzqError
 from lpzero_queue.storage import BenchmarkRepository, transaction
 
 if TYPE_CHECKING:
-    from lpzero_queue.benchmarks.catalog import BenchmarkOverview, LoadResult
     from lpzero_queue.cli._context import Runtime
     from lpzero_queue.execution.train_tasks import JobResult
     from lpzero_queue.training.created import CreatePlan
+    from lpzero_queue.workflows.catalog import BenchmarkOverview, LoadResult
 
 app = typer.Typer(help="Benchmarks: trained architectures with ground truth.", no_args_is_help=True)
 
@@ -59,8 +59,8 @@ def bench_load(
 
     Example: lpzq bench load flexibert
     """
-    from lpzero_queue.benchmarks.catalog import load_shipped_benchmark
     from lpzero_queue.cli._progress import progress_bar
+    from lpzero_queue.workflows.catalog import load_shipped_benchmark
 
     rt = ctx.obj
     rt.require_schema(create=True)
@@ -80,7 +80,7 @@ def bench_show(
 
     Example: lpzq bench show gpt2-wt103
     """
-    from lpzero_queue.benchmarks.catalog import benchmark_overview, get_benchmark
+    from lpzero_queue.workflows.catalog import benchmark_overview, get_benchmark
 
     rt = ctx.obj
     rt.require_schema(create=True)
@@ -137,8 +137,8 @@ def bench_import(
 
     Example: lpzq bench import mine.csv --name mine --space gpt2 --metric ppl --lower-is-better
     """
-    from lpzero_queue.benchmarks.catalog import store_benchmark
     from lpzero_queue.cli._progress import progress_bar
+    from lpzero_queue.workflows.catalog import store_benchmark
 
     if space not in SPACES:
         raise LpzqError(f"unknown space '{space}'; valid spaces: {', '.join(SPACES)}")
@@ -224,8 +224,8 @@ def _store_created(
     rt: Runtime, plan: CreatePlan, results: list[JobResult]
 ) -> tuple[LoadResult, BenchmarkSpec, dict[str, float] | None]:
     """Store the trained benchmark and point its training jobs at its architectures."""
-    from lpzero_queue.benchmarks.catalog import store_benchmark
     from lpzero_queue.training.created import link_jobs, results_to_spec
+    from lpzero_queue.workflows.catalog import store_benchmark
 
     command = shlex.join(["lpzq", *sys.argv[1:]]) if sys.argv else "lpzq bench create"
     spec, ceiling = results_to_spec(plan, results, command)

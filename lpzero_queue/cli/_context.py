@@ -55,9 +55,9 @@ class Runtime:
     def benchmark(self, name: str) -> Benchmark:
         """The stored benchmark ``name``; a shipped one not loaded yet is loaded first, with
         progress (a few seconds to minutes: every record's size is worked out)."""
-        from lpzero_queue.benchmarks.catalog import ensure_benchmark, is_stored
         from lpzero_queue.benchmarks.records import SHIPPED
         from lpzero_queue.cli._progress import progress_bar
+        from lpzero_queue.workflows.catalog import ensure_benchmark, is_stored
 
         if name not in SHIPPED or is_stored(self.sessions, name):
             return ensure_benchmark(self.sessions, name)

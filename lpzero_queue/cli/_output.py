@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from lpzero_queue.proxies.report import Report
+    from lpzero_queue.proxies.comparison import Report
 
 ORIENTATION = (
     "Positive means the proxy ranks architectures like their trained quality. kendall_tf is "
@@ -126,7 +126,7 @@ def echo_report(
 
 
 def echo_comparisons(comparisons: Sequence[Any], labels: dict[str, str] | None = None) -> None:
-    """Print paired-bootstrap verdicts (``proxies.report.Comparison``), one line each."""
+    """Print paired-bootstrap verdicts (``proxies.comparison.Comparison``), one line each."""
     labels = labels or {}
     for c in comparisons:
         r = c.result

@@ -48,9 +48,9 @@ def fitted_setup(rt: Runtime, bench: str, options: SetupOptions) -> tuple[Scorin
     load); the sequence length then fits the architectures: without ``--seq-len`` the longest
     they all accept (up to the space's default), and a longer ``--seq-len`` is refused.
     """
-    from lpzero_queue.benchmarks.catalog import benchmark_space, max_seq_len
     from lpzero_queue.proxies.scoring import ScoringSetup
     from lpzero_queue.storage import transaction
+    from lpzero_queue.workflows.catalog import benchmark_space, max_seq_len
 
     space = benchmark_space(rt.sessions, bench) or rt.benchmark(bench).space
 
@@ -86,8 +86,8 @@ def _run(
 ) -> None:
     from lpzero_queue.benchmarks.splits import SPLIT_NAMES
     from lpzero_queue.cli._progress import progress_bar
-    from lpzero_queue.proxies.report import run_report
     from lpzero_queue.proxies.spec import TRIVIAL_BASELINES, baseline_spec
+    from lpzero_queue.workflows.proxy_report import run_report
 
     if split not in SPLIT_NAMES:
         raise LpzqError(f"unknown split '{split}'; valid: {', '.join(SPLIT_NAMES)}")

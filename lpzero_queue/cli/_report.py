@@ -16,7 +16,7 @@ def report(
 
     Example: lpzq report 3 --out reports/run3
     """
-    from lpzero_queue.search.report import write_report
+    from lpzero_queue.workflows.search_report import write_report
 
     rt = ctx.obj
     rt.require_schema(create=True)

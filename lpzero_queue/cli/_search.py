@@ -20,7 +20,6 @@ app = typer.Typer(help="Search zero-cost proxies with genetic programming.", no_
 def _held_out(rt: Runtime, run_id: int, best: str) -> Any:
     """Score the run's best proxy and the baselines on the held-out test split (stored)."""
     from lpzero_queue.cli._progress import progress_bar
-    from lpzero_queue.proxies.report import run_report
     from lpzero_queue.proxies.spec import (
         TRIVIAL_BASELINES,
         ProxySpec,
@@ -28,6 +27,7 @@ def _held_out(rt: Runtime, run_id: int, best: str) -> Any:
         resolve_proxy,
     )
     from lpzero_queue.search.coordinator import load_context
+    from lpzero_queue.workflows.proxy_report import run_report
 
     ctx = load_context(rt.sessions, run_id)
     published = "lpzero-flexibert" if ctx.setup.space == "flexibert" else "lpzero-gpt2"
@@ -50,10 +50,10 @@ def _held_out(rt: Runtime, run_id: int, best: str) -> Any:
 
 def _finish(rt: Runtime, run_id: int, report: Any = None) -> None:
     """Print the best proxy's held-out table (scored now unless ``report`` is given)."""
-    from lpzero_queue.benchmarks.catalog import get_benchmark, max_seq_len
-    from lpzero_queue.proxies.report import held_out_comparisons
+    from lpzero_queue.proxies.comparison import held_out_comparisons
     from lpzero_queue.search.coordinator import run_summary
     from lpzero_queue.storage import transaction
+    from lpzero_queue.workflows.catalog import get_benchmark, max_seq_len
 
     summary = run_summary(rt.sessions, run_id)
     if summary["status"] != "completed":

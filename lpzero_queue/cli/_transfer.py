@@ -12,17 +12,17 @@ from lpzero_queue.errors import LpzqError
 
 if TYPE_CHECKING:
     from lpzero_queue.cli._context import Runtime
-    from lpzero_queue.proxies.report import Report
+    from lpzero_queue.proxies.comparison import Report
     from lpzero_queue.proxies.scoring import ScoringSetup
-    from lpzero_queue.proxies.transfer import Column, TransferProxy
+    from lpzero_queue.workflows.transfer import Column, TransferProxy
 
 
 def _run_proxy(rt: Runtime, run_id: int) -> tuple[TransferProxy, str]:
     """The best proxy of a search run, where it was fitted, and the run's space."""
     from lpzero_queue.proxies.spec import ProxySpec
-    from lpzero_queue.proxies.transfer import TransferProxy
     from lpzero_queue.search.coordinator import load_context
     from lpzero_queue.storage import ReportRepository, transaction
+    from lpzero_queue.workflows.transfer import TransferProxy
 
     ctx = load_context(rt.sessions, run_id)  # a one-line error for an unknown run
     with transaction(rt.sessions) as s:
@@ -38,8 +38,8 @@ def _run_proxy(rt: Runtime, run_id: int) -> tuple[TransferProxy, str]:
 def _benchmarks(rt: Runtime, space: str | None, benches: list[str]) -> tuple[list[str], str]:
     """The benchmarks of the matrix (a whole space: the stored and the shipped ones) and their
     space; benchmarks of another space are refused."""
-    from lpzero_queue.benchmarks.catalog import benchmark_space, space_benchmarks
     from lpzero_queue.benchmarks.records import SPACES
+    from lpzero_queue.workflows.catalog import benchmark_space, space_benchmarks
 
     if (space is None) == (not benches):
         raise LpzqError("give either --space gpt2|flexibert or --bench NAME (repeatable)")
@@ -102,7 +102,7 @@ def proxy_transfer(
 
     Example: lpzq proxy transfer lpzero-gpt2 --run 1 --space gpt2
     """
-    from lpzero_queue.proxies.transfer import plan_columns
+    from lpzero_queue.workflows.transfer import plan_columns
 
     if seeds < 1:
         raise LpzqError(f"--seeds must be at least 1, got {seeds}")
@@ -135,7 +135,7 @@ def proxy_transfer(
 def _given_proxies(proxies: list[str], higher_is_better: bool | None) -> list[TransferProxy]:
     """The proxies named on the command line; the direction is that of new expressions."""
     from lpzero_queue.proxies.spec import NAMED_EXPRESSIONS, resolve_proxy
-    from lpzero_queue.proxies.transfer import TransferProxy
+    from lpzero_queue.workflows.transfer import TransferProxy
 
     direction: Literal["higher", "lower"] | None = None
     if higher_is_better is not None:
@@ -157,7 +157,7 @@ def _score(
 ) -> Report:
     """Score every proxy of the matrix on one column, with a progress bar."""
     from lpzero_queue.cli._progress import progress_bar
-    from lpzero_queue.proxies.transfer import score_column
+    from lpzero_queue.workflows.transfer import score_column
 
     with progress_bar(column.label) as advance:
         return score_column(

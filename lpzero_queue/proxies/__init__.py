@@ -1,4 +1,4 @@
-"""Proxies: inputs, operators, expressions, evaluation, baselines, correlations and reports.
+"""Proxies: inputs, operators, expressions, evaluation, baselines, correlations and comparisons.
 
 Exports resolve lazily (PEP 562) so importing this package does not import torch.
 """
@@ -38,7 +38,9 @@ _EXPORTS = {
     "ScoringSetup": "scoring",
     "WorkUnit": "scoring",
     "score_unit": "scoring",
-    "run_report": "report",
+    "Report": "comparison",
+    "ReportRow": "comparison",
+    "held_out_comparisons": "comparison",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -50,6 +52,7 @@ __getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 if TYPE_CHECKING:
     from lpzero_queue.proxies.baselines import BASELINES, score_baselines
     from lpzero_queue.proxies.cache import InputCache
+    from lpzero_queue.proxies.comparison import Report, ReportRow, held_out_comparisons
     from lpzero_queue.proxies.correlation import CorrelationReport, rank_correlations
     from lpzero_queue.proxies.expression import (
         LPZERO_FLEXIBERT,
@@ -67,6 +70,5 @@ if TYPE_CHECKING:
     from lpzero_queue.proxies.inputs import InputsKey, ProxyInputs, compute_inputs
     from lpzero_queue.proxies.operators import BINARY_OPS, INPUT_NAMES, UNARY_OPS
     from lpzero_queue.proxies.parser import ExpressionSyntaxError
-    from lpzero_queue.proxies.report import run_report
     from lpzero_queue.proxies.scoring import ScoringSetup, WorkUnit, score_unit
     from lpzero_queue.proxies.spec import ProxySpec, resolve_proxy

@@ -27,9 +27,11 @@ __all__ = [
     "BootstrapDiff",
     "CorrelationReport",
     "depth_strata_gpt2",
+    "fine_strata_for",
     "kendall_tiefair",
     "paired_bootstrap",
     "rank_correlations",
+    "strata_for",
 ]
 
 MIN_STRATUM = 3  # Kendall tau on fewer than 3 architectures is too coarse to average
@@ -308,3 +310,13 @@ def depth_strata_gpt2(n_layers: Sequence[int]) -> list[str]:
         low = 2 + 3 * ((int(n) - 2) // 3)
         labels.append(f"{low}-{low + 2}")
     return labels
+
+
+def strata_for(space: str, n_layers: Sequence[int]) -> list[Any]:
+    """Within-stratum groups: FlexiBERT by depth, GPT-2 by depth bins."""
+    return list(n_layers) if space == "flexibert" else depth_strata_gpt2(list(n_layers))
+
+
+def fine_strata_for(space: str, n_layers: Sequence[int], widths: Sequence[int]) -> list[Any]:
+    """Finer groups: (depth stratum, width), where a depth/width detector ranks nothing."""
+    return list(zip(strata_for(space, n_layers), widths, strict=True))

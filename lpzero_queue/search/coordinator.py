@@ -15,15 +15,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lpzero_queue.benchmarks.catalog import get_benchmark, max_seq_len
 from lpzero_queue.benchmarks.splits import SplitSpec, search_positions, validation_positions
 from lpzero_queue.errors import LpzqError
 from lpzero_queue.execution.base import Executor
+from lpzero_queue.proxies.correlation import strata_for
 from lpzero_queue.proxies.evaluations import (
     ensure_batch,
     ensure_proxies,
 )
-from lpzero_queue.proxies.report import strata_for
 from lpzero_queue.proxies.scoring import ArchRef, ScoringSetup
 from lpzero_queue.proxies.spec import ProxySpec
 from lpzero_queue.search._evaluator import Evaluator
@@ -50,6 +49,7 @@ from lpzero_queue.storage import (
     transaction,
 )
 from lpzero_queue.versions import code_version, library_versions
+from lpzero_queue.workflows.catalog import get_benchmark, max_seq_len
 
 Progress = Callable[..., None]
 

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lpzero_queue.benchmarks.catalog import load_shipped_benchmark
 from lpzero_queue.execution.local import LocalExecutor
 from lpzero_queue.search.config import SearchConfig
 from lpzero_queue.search.coordinator import create_run, execute_run, run_summary
 from lpzero_queue.storage import Individual, Proxy, SearchRun, make_engine, transaction, upgrade
+from lpzero_queue.workflows.catalog import load_shipped_benchmark
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from lpzero_queue.storage import (
     SeedScore,
     transaction,
 )
-from tests.search.test_report import BEST, SPLIT, add_fake_runs
+from tests.workflows.test_search_report import BEST, SPLIT, add_fake_runs
 
 
 @pytest.fixture

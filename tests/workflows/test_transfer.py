@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lpzero_queue.benchmarks.splits import SplitSpec
 from lpzero_queue.proxies.spec import TRIVIAL_BASELINES, ProxySpec
-from lpzero_queue.proxies.transfer import Column, TransferProxy, plan_columns, transfer_specs
+from lpzero_queue.workflows.transfer import Column, TransferProxy, plan_columns, transfer_specs
 
 NAMED = TransferProxy(ProxySpec("expression", "sum(abs(act), abs(head))", "higher"), "named")
 

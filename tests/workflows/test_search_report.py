@@ -13,7 +13,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from lpzero_queue.errors import NotFoundError
-from lpzero_queue.search.report import fitness_curves, write_report
 from lpzero_queue.storage import (
     Architecture,
     Benchmark,
@@ -29,6 +28,7 @@ from lpzero_queue.storage import (
     transaction,
     upgrade,
 )
+from lpzero_queue.workflows.search_report import fitness_curves, write_report
 from tests.conftest import run_lpzq
 
 BEST = "sum(mean(grad), l1_norm(act))"

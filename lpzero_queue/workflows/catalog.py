@@ -37,6 +37,21 @@ from lpzero_queue.storage import (
     transaction,
 )
 
+__all__ = [
+    "BenchmarkOverview",
+    "LoadResult",
+    "ValueRange",
+    "benchmark_overview",
+    "benchmark_space",
+    "ensure_benchmark",
+    "get_benchmark",
+    "is_stored",
+    "load_shipped_benchmark",
+    "max_seq_len",
+    "space_benchmarks",
+    "store_benchmark",
+]
+
 
 @dataclass(frozen=True)
 class LoadResult:

@@ -1,7 +1,7 @@
 """PNG plots of a search report, drawn from plain values (matplotlib, Agg backend, no display).
 
-Nothing here reads the database; :mod:`lpzero_queue.search.report` gathers the values. matplotlib
-is imported inside the functions so that importing the package stays cheap.
+Nothing here reads the database; :mod:`lpzero_queue.workflows.search_report` gathers the values.
+matplotlib is imported inside the functions so that importing the package stays cheap.
 """
 
 from __future__ import annotations

@@ -9,18 +9,16 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lpzero_queue.benchmarks import (
-    BenchmarkSpec,
+from lpzero_queue.benchmarks import BenchmarkSpec, load_shipped, parse_import_file
+from lpzero_queue.errors import LpzqError, NotFoundError
+from lpzero_queue.storage import Architecture, Benchmark, GroundTruth, transaction
+from lpzero_queue.workflows import (
     benchmark_overview,
     ensure_benchmark,
     get_benchmark,
-    load_shipped,
     load_shipped_benchmark,
-    parse_import_file,
     store_benchmark,
 )
-from lpzero_queue.errors import LpzqError, NotFoundError
-from lpzero_queue.storage import Architecture, Benchmark, GroundTruth, transaction
 from tests.execution._celery_support import migrated_postgres
 from tests.races import in_session, race
 

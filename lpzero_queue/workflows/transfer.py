@@ -3,8 +3,8 @@
 A proxy found by a search run was fitted on its run's search split. On that benchmark every proxy
 of the matrix is scored on the complement (the test split), so no column ranks architectures a
 proxy was fitted on; on the other benchmarks, on all their architectures. Each column is one
-:func:`~lpzero_queue.proxies.report.run_report`: stored evaluations are reused, and every figure
-is stored as a correlation row whose split label and details say how it was obtained.
+:func:`~lpzero_queue.workflows.proxy_report.run_report`: stored evaluations are reused, and every
+figure is stored as a correlation row whose split label and details say how it was obtained.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 from lpzero_queue.benchmarks.splits import SplitSpec
 from lpzero_queue.execution.base import Executor
-from lpzero_queue.proxies.report import Report, run_report
+from lpzero_queue.proxies.comparison import Report
 from lpzero_queue.proxies.scoring import ScoringSetup
 from lpzero_queue.proxies.spec import TRIVIAL_BASELINES, ProxySpec, baseline_spec
 from lpzero_queue.storage import SessionFactory
+from lpzero_queue.workflows.proxy_report import run_report
 
 __all__ = ["Column", "TransferProxy", "plan_columns", "score_column", "transfer_specs"]
 

@@ -15,8 +15,6 @@ from pathlib import Path
 
 from lpzero_queue.benchmarks.splits import SplitSpec, split_positions
 from lpzero_queue.errors import NotFoundError
-from lpzero_queue.search._report_plots import Curve, plot_bars, plot_fitness, plot_scatter
-from lpzero_queue.search._report_summary import fmt, summary_markdown
 from lpzero_queue.storage import (
     Benchmark,
     BenchmarkRepository,
@@ -31,6 +29,8 @@ from lpzero_queue.storage import (
     SessionFactory,
     transaction,
 )
+from lpzero_queue.workflows._search_plots import Curve, plot_bars, plot_fitness, plot_scatter
+from lpzero_queue.workflows._search_summary import fmt, summary_markdown
 
 __all__ = ["BASELINE_NAMES", "fitness_curves", "write_report"]
 

@@ -3,25 +3,20 @@
 Evaluations already in the database (same proxy, architecture, batch, seed, builder, objective,
 linear scope) are reused, not recomputed: historical results are the point of the database. Every
 figure is stored with how it was obtained (split, seeds, batch hashes, builder, objective, linear
-scope).
+scope). The rows and the comparisons between proxies are plain numbers, in
+:mod:`lpzero_queue.proxies.comparison`.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lpzero_queue.benchmarks.splits import SplitSpec, split_positions
 from lpzero_queue.errors import NotFoundError
 from lpzero_queue.execution.base import Executor
-from lpzero_queue.proxies.correlation import (
-    BootstrapDiff,
-    depth_strata_gpt2,
-    paired_bootstrap,
-    rank_correlations,
-)
+from lpzero_queue.proxies.comparison import Report, ReportRow, correlate_scores
 from lpzero_queue.proxies.evaluations import (
     Job,
     ScoreTable,
@@ -41,59 +36,7 @@ from lpzero_queue.storage import (
     transaction,
 )
 
-
-@dataclass(frozen=True)
-class ReportRow:
-    """One proxy's correlation on the evaluated architectures."""
-
-    proxy: ProxySpec
-    n: int
-    spearman: float | None
-    kendall: float | None
-    within_kendall: float | None
-    top10_overlap: float | None
-    failed: int
-    per_seed_kendall: list[float | None] = field(default_factory=list)
-    kendall_tiefair: float | None = None
-    within_tiefair: float | None = None  # mean tie-fair Kendall inside depth strata
-    within_fine_tiefair: float | None = None  # ... inside (depth, width) strata
-    # Mean score over seeds per architecture id (for paired comparisons); scored ones only.
-    scores: dict[int, float] = field(default_factory=dict, hash=False, compare=False)
-
-
-@dataclass(frozen=True)
-class Report:
-    """A correlation table and how it was obtained."""
-
-    benchmark: str
-    split: str
-    search_split: str
-    n_archs: int
-    seeds: tuple[int, ...]
-    setup: ScoringSetup
-    batch_hashes: tuple[str, ...]
-    rows: list[ReportRow]
-    max_archs: int | None = None  # the split cut to its first N architectures (a quick look)
-    # Ground truth per architecture id, oriented higher-is-better.
-    truth: dict[int, float] = field(default_factory=dict, hash=False, compare=False)
-    higher_truth: bool = True
-
-    def row(self, text: str) -> ReportRow:
-        """The row of the proxy whose text (expression or baseline name) is ``text``."""
-        for r in self.rows:
-            if r.proxy.text == text:
-                return r
-        raise KeyError(text)
-
-
-def strata_for(space: str, n_layers: Sequence[int]) -> list[Any]:
-    """Within-stratum groups: FlexiBERT by depth, GPT-2 by depth bins."""
-    return list(n_layers) if space == "flexibert" else depth_strata_gpt2(list(n_layers))
-
-
-def fine_strata_for(space: str, n_layers: Sequence[int], widths: Sequence[int]) -> list[Any]:
-    """Finer groups: (depth stratum, width), where a depth/width detector ranks nothing."""
-    return list(zip(strata_for(space, n_layers), widths, strict=True))
+__all__ = ["run_report"]
 
 
 @dataclass(frozen=True)
@@ -245,7 +188,7 @@ def run_report(
     table = score_missing(sessions, plan.job, executor, shard_size=shard_size, progress=progress)
     split_label = _split_label(split, split_spec, plan.max_archs)
     rows = [
-        _correlate(
+        correlate_scores(
             spec,
             _proxy_scores(table, plan.job.proxy_ids[spec.text]),
             plan.truth,
@@ -276,111 +219,3 @@ def run_report(
         truth={a: v if plan.higher_truth else -v for a, v in plan.truth.items()},
         higher_truth=plan.higher_truth,
     )
-
-
-def _correlate(
-    spec: ProxySpec,
-    scores: dict[int, dict[int, float | None]],
-    truth: dict[int, float],
-    layers: dict[int, tuple[int, int]],
-    space: str,
-    higher_truth: bool,
-    seeds: Sequence[int],
-) -> ReportRow:
-    """Correlate the mean score over seeds; architectures failing on any seed are counted out."""
-    ok = [a for a in truth if all(scores.get(a, {}).get(sd) is not None for sd in seeds)]
-    failed = len(truth) - len(ok)
-    if len(ok) < 3:
-        return ReportRow(spec, len(ok), None, None, None, None, failed)
-    higher_proxy = spec.direction == "higher"
-    mean_scores = [statistics.fmean(scores[a][sd] for sd in seeds) for a in ok]  # type: ignore[misc]
-    rep = rank_correlations(
-        mean_scores,
-        [truth[a] for a in ok],
-        higher_is_better_truth=higher_truth,
-        higher_is_better_proxy=higher_proxy,
-        strata=strata_for(space, [layers[a][0] for a in ok]),
-        fine_strata=fine_strata_for(space, [layers[a][0] for a in ok], [layers[a][1] for a in ok]),
-    )
-    per_seed: list[float | None] = []
-    if len(seeds) > 1:
-        for sd in seeds:
-            one = rank_correlations(
-                [scores[a][sd] for a in ok],  # type: ignore[misc]
-                [truth[a] for a in ok],
-                higher_is_better_truth=higher_truth,
-                higher_is_better_proxy=higher_proxy,
-            )
-            per_seed.append(one.kendall)
-    sign = 1.0 if higher_proxy else -1.0
-    return ReportRow(
-        spec,
-        rep.n,
-        rep.spearman,
-        rep.kendall,
-        rep.within_kendall,
-        rep.top10_overlap,
-        failed,
-        per_seed,
-        kendall_tiefair=rep.kendall_tiefair,
-        within_tiefair=rep.within_tiefair,
-        within_fine_tiefair=rep.within_fine_tiefair,
-        scores={a: sign * v for a, v in zip(ok, mean_scores, strict=True)},
-    )
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Proxy ``a`` against proxy ``b`` on the architectures both scored (tie-fair Kendall)."""
-
-    a: str
-    b: str
-    n: int
-    result: BootstrapDiff
-
-
-def compare_rows(report: Report, a: str, b: str, *, resamples: int = 1000) -> Comparison | None:
-    """Paired bootstrap of the tie-fair Kendall difference ``a - b`` (texts of two rows).
-
-    None when fewer than 3 architectures carry both scores or the truth is constant there.
-    """
-    ra, rb = report.row(a), report.row(b)
-    common = [i for i in report.truth if i in ra.scores and i in rb.scores]
-    truth = [report.truth[i] for i in common]
-    if len(common) < 3 or len(set(truth)) < 2:
-        return None
-    result = paired_bootstrap(
-        [ra.scores[i] for i in common],
-        [rb.scores[i] for i in common],
-        truth,
-        resamples=resamples,
-    )
-    return Comparison(a, b, len(common), result)
-
-
-def best_free_baseline(report: Report) -> str | None:
-    """The trivial (structural, free) baseline with the highest tie-fair Kendall in ``report``."""
-    from lpzero_queue.proxies.spec import TRIVIAL_BASELINES
-
-    rows = [
-        r
-        for r in report.rows
-        if r.proxy.text in TRIVIAL_BASELINES and r.kendall_tiefair is not None
-    ]
-    return max(rows, key=lambda r: r.kendall_tiefair or 0.0).proxy.text if rows else None
-
-
-def held_out_comparisons(report: Report, searched: str, published: str) -> list[Comparison]:
-    """The searched proxy against the best free baseline and the published proxy.
-
-    The best free baseline is picked on the same split it is compared on, which can only favour
-    the baseline.
-    """
-    out = []
-    for other in (best_free_baseline(report), published):
-        if other is None or other == searched:
-            continue
-        comparison = compare_rows(report, searched, other)
-        if comparison is not None:
-            out.append(comparison)
-    return out

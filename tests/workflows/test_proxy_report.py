@@ -8,13 +8,13 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lpzero_queue.benchmarks.catalog import load_shipped_benchmark
 from lpzero_queue.benchmarks.splits import SplitSpec
 from lpzero_queue.execution.local import LocalExecutor
-from lpzero_queue.proxies.report import run_report
 from lpzero_queue.proxies.scoring import ScoreRow, ScoringSetup, WorkUnit
 from lpzero_queue.proxies.spec import baseline_spec, resolve_proxy
 from lpzero_queue.storage import Correlation, Evaluation, InputBatch, transaction
+from lpzero_queue.workflows.catalog import load_shipped_benchmark
+from lpzero_queue.workflows.proxy_report import run_report
 
 
 class CountingExecutor:

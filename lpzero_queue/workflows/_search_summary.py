@@ -8,7 +8,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lpzero_queue.search.report import RunData
+    from lpzero_queue.workflows.search_report import RunData
 
 Curves = tuple[list[int], list[float], list[float]]
 
