@@ -56,22 +56,22 @@ def _finish(rt: Runtime, run_id: int, report: Any = None) -> None:
     from lpzero_queue.workflows.catalog import get_benchmark, max_seq_len
 
     summary = run_summary(rt.sessions, run_id)
-    if summary["status"] != "completed":
-        typer.echo(f"run {run_id}: {summary['status']}")
+    best = summary.best
+    if summary.status != "completed" or best is None:
+        typer.echo(f"run {run_id}: {summary.status}")
         return
     if report is None:
-        report = _held_out(rt, run_id, summary["best"])
+        report = _held_out(rt, run_id, best)
     with transaction(rt.sessions) as s:
-        longest = max_seq_len(s, get_benchmark(s, summary["benchmark"]))
+        longest = max_seq_len(s, get_benchmark(s, summary.benchmark))
     typer.echo(
-        f"run {run_id} best (search-split {summary['fitness']} "
-        f"{summary['best_fitness']:+.4f}): {summary['best']}"
+        f"run {run_id} best (search-split {summary.fitness} {summary.best_fitness:+.4f}): {best}"
     )
-    labels = {summary["best"]: "best (searched)"}
+    labels = {best: "best (searched)"}
     echo_report(report, labels, max_seq_len=longest)
     published = report.rows[1].proxy  # rows: searched, published, trivial baselines
     labels[published.text] = published.label
-    echo_comparisons(held_out_comparisons(report, summary["best"], published.text), labels)
+    echo_comparisons(held_out_comparisons(report, best, published.text), labels)
 
 
 def _execute(rt: Runtime, run_id: int, owner: str) -> None:
@@ -229,9 +229,9 @@ def search_status(
     rt.require_schema()
     summary = run_summary(rt.sessions, run)
     if as_json:
-        typer.echo(json.dumps(summary, indent=2, default=str))
+        typer.echo(json.dumps(summary.as_dict(), indent=2, default=str))
         return
-    for key, value in summary.items():
+    for key, value in summary.as_dict().items():
         typer.echo(f"{key:<15} {value}")
 
 

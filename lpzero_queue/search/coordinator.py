@@ -410,7 +410,38 @@ def _lease_line(run: RunRecord) -> str | None:
     return f"{run.lease_owner}, lapsed at {when}"
 
 
-def run_summary(sessions: Sessions, run_id: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunSummary:
+    """What ``lpzq search status`` shows of a run (``status`` may be the derived ``stale``)."""
+
+    run: int
+    benchmark: str
+    status: str
+    lease: str | None
+    seed: int
+    generation: int | None
+    generations: int
+    candidates: int
+    evaluated_ok: int
+    pruned_by_rule: dict[str, int]
+    best: str | None
+    best_fitness: float | None
+    fitness: str
+    search_split: str
+    selected_by: str | None
+    setup: dict[str, Any]
+    devices: dict[str, int]
+    created_at: str
+    heartbeat_at: str | None
+    finished_at: str | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields in order, for ``--json`` and the status table."""
+        return asdict(self)
+
+
+def run_summary(sessions: Sessions, run_id: int) -> RunSummary:
     """Status, progress and best member of a run, for ``lpzq search status``.
 
     ``status`` is ``stale`` for a running run whose coordinator stopped renewing its lease.
@@ -431,26 +462,26 @@ def run_summary(sessions: Sessions, run_id: int) -> dict[str, Any]:
         objective=ctx.setup.objective,
         linear_scope=ctx.setup.linear_scope,
     )
-    return {
-        "run": run.id,
-        "benchmark": ctx.bench_name,
-        "status": run.shown_status,
-        "lease": _lease_line(run),
-        "seed": run.seed,
-        "generation": max((r.generation for r in rows), default=None),
-        "generations": ctx.config.generations,
-        "candidates": len(rows),
-        "evaluated_ok": sum(1 for r in rows if r.status == IndividualStatus.OK),
-        "pruned_by_rule": rules,
-        "best": run.best_expression,
-        "best_fitness": run.best_fitness,
-        "fitness": ctx.config.fitness,
-        "search_split": ctx.split.label,
-        "selected_by": _selection_line(run.selection),
-        "setup": asdict(ctx.setup),
-        "devices": devices,
-        "created_at": str(run.created_at),
-        "heartbeat_at": str(run.heartbeat_at) if run.heartbeat_at else None,
-        "finished_at": str(run.finished_at) if run.finished_at else None,
-        "error": run.error,
-    }
+    return RunSummary(
+        run=run.id,
+        benchmark=ctx.bench_name,
+        status=run.shown_status,
+        lease=_lease_line(run),
+        seed=run.seed,
+        generation=max((r.generation for r in rows), default=None),
+        generations=ctx.config.generations,
+        candidates=len(rows),
+        evaluated_ok=sum(1 for r in rows if r.status == IndividualStatus.OK),
+        pruned_by_rule=rules,
+        best=run.best_expression,
+        best_fitness=run.best_fitness,
+        fitness=ctx.config.fitness,
+        search_split=ctx.split.label,
+        selected_by=_selection_line(run.selection),
+        setup=asdict(ctx.setup),
+        devices=devices,
+        created_at=str(run.created_at),
+        heartbeat_at=str(run.heartbeat_at) if run.heartbeat_at else None,
+        finished_at=str(run.finished_at) if run.finished_at else None,
+        error=run.error,
+    )

@@ -89,9 +89,9 @@ def test_a_run_is_a_pure_function_of_config_and_seed(
     assert _individuals(sessions, run_id) == rows
     assert result.best == best
     summary = run_summary(sessions, run_id)
-    assert summary["status"] == "completed" and summary["best"] == best
-    assert summary["candidates"] == len(rows)
-    assert set(summary["devices"]) == {"cpu"}  # where the evaluations were computed
+    assert summary.status == "completed" and summary.best == best
+    assert summary.candidates == len(rows)
+    assert set(summary.devices) == {"cpu"}  # where the evaluations were computed
     # Every candidate is recorded; rejected ones name the rule that fired.
     assert all((status == "ok") == (rule is None) for *_, status, rule in rows)
     assert {g for g, *_ in rows} == set(range(TINY.generations + 1))
@@ -127,15 +127,15 @@ def test_resume_after_a_kill_ends_like_an_uninterrupted_run(
     statuses: list[str] = []
 
     def killed_in_held_out(text: str) -> None:
-        statuses.append(run_summary(sessions, run_id)["status"])
+        statuses.append(run_summary(sessions, run_id).status)
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         execute_run(sessions, run_id, _executor(), held_out=killed_in_held_out)
-    assert statuses == ["running"] and run_summary(sessions, run_id)["status"] == "failed"
+    assert statuses == ["running"] and run_summary(sessions, run_id).status == "failed"
     resumed = execute_run(sessions, run_id, _executor(), held_out=statuses.append)
     assert resumed.status == "completed" and resumed.best == best and statuses[-1] == best
-    assert run_summary(sessions, run_id)["status"] == "completed"
+    assert run_summary(sessions, run_id).status == "completed"
     assert _individuals(sessions, run_id) == rows
 
 
@@ -240,7 +240,7 @@ def test_validation_split_chooses_the_result_among_the_top_members(
     best = max(scored, key=lambda c: c["validation"])
     assert selection["chosen"] == best["expression"] == result.best
     summary = run_summary(sessions, run_id)
-    assert summary["best"] == result.best and "validation" in summary["selected_by"]
+    assert summary.best == result.best and "validation" in (summary.selected_by or "")
 
 
 def test_default_validation_follows_the_benchmark_size(sessions: sessionmaker[Session]) -> None:
