@@ -33,8 +33,8 @@ def _stream(run_id: int) -> tuple[str, object, list[list[str]]]:
     from sqlalchemy.orm import sessionmaker
 
     from lpzero_queue.config import load_settings
-    from lpzero_queue.search.coordinator import load_context
     from lpzero_queue.storage import Individual, Proxy, make_engine, transaction
+    from lpzero_queue.workflows.search_run import load_context
 
     settings = load_settings()
     sessions = sessionmaker(make_engine(settings.effective_database_url))

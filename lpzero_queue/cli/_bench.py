@@ -25,7 +25,7 @@ from lpzero_queue.storage import BenchmarkRepository, transaction
 if TYPE_CHECKING:
     from lpzero_queue.cli._context import Runtime
     from lpzero_queue.execution.train_tasks import JobResult
-    from lpzero_queue.training.created import CreatePlan
+    from lpzero_queue.workflows.bench_create import CreatePlan
     from lpzero_queue.workflows.catalog import BenchmarkOverview, LoadResult
 
 app = typer.Typer(help="Benchmarks: trained architectures with ground truth.", no_args_is_help=True)
@@ -224,7 +224,7 @@ def _store_created(
     rt: Runtime, plan: CreatePlan, results: list[JobResult]
 ) -> tuple[LoadResult, BenchmarkSpec, dict[str, float] | None]:
     """Store the trained benchmark and point its training jobs at its architectures."""
-    from lpzero_queue.training.created import link_jobs, results_to_spec
+    from lpzero_queue.workflows.bench_create import link_jobs, results_to_spec
     from lpzero_queue.workflows.catalog import store_benchmark
 
     command = shlex.join(["lpzq", *sys.argv[1:]]) if sys.argv else "lpzq bench create"
@@ -290,8 +290,8 @@ def bench_create(
     Example: lpzq bench create small --space gpt2 --archs 40 --steps 300 --seed 0
     """
     from lpzero_queue.cli._train import hyperparameters
-    from lpzero_queue.training.created import plan_benchmark
     from lpzero_queue.training.spaces import SpaceScale
+    from lpzero_queue.workflows.bench_create import plan_benchmark
 
     _check_new_name(name, space)
     hp = hyperparameters(

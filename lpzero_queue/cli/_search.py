@@ -26,8 +26,8 @@ def _held_out(rt: Runtime, run_id: int, best: str) -> Any:
         baseline_spec,
         resolve_proxy,
     )
-    from lpzero_queue.search.coordinator import load_context
     from lpzero_queue.workflows.proxy_report import run_report
+    from lpzero_queue.workflows.search_run import load_context
 
     ctx = load_context(rt.sessions, run_id)
     published = "lpzero-flexibert" if ctx.setup.space == "flexibert" else "lpzero-gpt2"
@@ -51,9 +51,9 @@ def _held_out(rt: Runtime, run_id: int, best: str) -> Any:
 def _finish(rt: Runtime, run_id: int, report: Any = None) -> None:
     """Print the best proxy's held-out table (scored now unless ``report`` is given)."""
     from lpzero_queue.proxies.comparison import held_out_comparisons
-    from lpzero_queue.search.coordinator import run_summary
     from lpzero_queue.storage import transaction
     from lpzero_queue.workflows.catalog import get_benchmark, max_seq_len
+    from lpzero_queue.workflows.search_run import run_summary
 
     summary = run_summary(rt.sessions, run_id)
     best = summary.best
@@ -77,7 +77,7 @@ def _finish(rt: Runtime, run_id: int, report: Any = None) -> None:
 def _execute(rt: Runtime, run_id: int, owner: str) -> None:
     """Drive the run as the coordinator ``owner`` (its lease token)."""
     from lpzero_queue.cli._progress import progress_bar
-    from lpzero_queue.search.coordinator import execute_run
+    from lpzero_queue.workflows.search_run import execute_run
 
     rt.apply_torch_settings()
     reports: list[Any] = []
@@ -158,8 +158,8 @@ def search_start(
     Example: lpzq search start --bench flexibert
     """
     from lpzero_queue.search.config import SearchConfig
-    from lpzero_queue.search.coordinator import create_run
     from lpzero_queue.storage import new_lease_owner
+    from lpzero_queue.workflows.search_run import create_run
 
     options = dict(
         population=population,
@@ -223,7 +223,7 @@ def search_status(
 
     Example: lpzq search status 1
     """
-    from lpzero_queue.search.coordinator import run_summary
+    from lpzero_queue.workflows.search_run import run_summary
 
     rt = ctx.obj
     rt.require_schema()

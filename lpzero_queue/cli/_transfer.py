@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 def _run_proxy(rt: Runtime, run_id: int) -> tuple[TransferProxy, str]:
     """The best proxy of a search run, where it was fitted, and the run's space."""
     from lpzero_queue.proxies.spec import ProxySpec
-    from lpzero_queue.search.coordinator import load_context
     from lpzero_queue.storage import ReportRepository, transaction
+    from lpzero_queue.workflows.search_run import load_context
     from lpzero_queue.workflows.transfer import TransferProxy
 
     ctx = load_context(rt.sessions, run_id)  # a one-line error for an unknown run

@@ -40,6 +40,23 @@ _EXPORTS = {
     "BASELINE_NAMES": "search_report",
     "fitness_curves": "search_report",
     "write_report": "search_report",
+    # search_run: create, drive, resume and summarise a search run
+    "RunContext": "search_run",
+    "RunResult": "search_run",
+    "RunSummary": "search_run",
+    "create_run": "search_run",
+    "execute_run": "search_run",
+    "load_context": "search_run",
+    "run_summary": "search_run",
+    # evaluations: score what is not stored yet, through an executor
+    "Job": "evaluations",
+    "ScoreTable": "evaluations",
+    "ensure_batch": "evaluations",
+    "ensure_proxies": "evaluations",
+    "score_missing": "evaluations",
+    # bench_create: plan and link the training jobs of lpzq bench create
+    "CreatePlan": "bench_create",
+    "plan_benchmark": "bench_create",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -49,6 +66,7 @@ __getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:
+    from lpzero_queue.workflows.bench_create import CreatePlan, plan_benchmark
     from lpzero_queue.workflows.catalog import (
         BenchmarkOverview,
         LoadResult,
@@ -63,8 +81,24 @@ if TYPE_CHECKING:
         space_benchmarks,
         store_benchmark,
     )
+    from lpzero_queue.workflows.evaluations import (
+        Job,
+        ScoreTable,
+        ensure_batch,
+        ensure_proxies,
+        score_missing,
+    )
     from lpzero_queue.workflows.proxy_report import run_report
     from lpzero_queue.workflows.search_report import BASELINE_NAMES, fitness_curves, write_report
+    from lpzero_queue.workflows.search_run import (
+        RunContext,
+        RunResult,
+        RunSummary,
+        create_run,
+        execute_run,
+        load_context,
+        run_summary,
+    )
     from lpzero_queue.workflows.transfer import (
         Column,
         TransferProxy,

@@ -17,13 +17,6 @@ from lpzero_queue.benchmarks.splits import SplitSpec, split_positions
 from lpzero_queue.errors import NotFoundError
 from lpzero_queue.execution.base import Executor
 from lpzero_queue.proxies.comparison import Report, ReportRow, correlate_scores
-from lpzero_queue.proxies.evaluations import (
-    Job,
-    ScoreTable,
-    ensure_batch,
-    ensure_proxies,
-    score_missing,
-)
 from lpzero_queue.proxies.scoring import ArchRef, ScoringSetup
 from lpzero_queue.proxies.spec import ProxySpec
 from lpzero_queue.storage import (
@@ -34,6 +27,13 @@ from lpzero_queue.storage import (
     Session,
     SessionFactory,
     transaction,
+)
+from lpzero_queue.workflows.evaluations import (
+    Job,
+    ScoreTable,
+    ensure_batch,
+    ensure_proxies,
+    score_missing,
 )
 
 __all__ = ["run_report"]

@@ -13,8 +13,8 @@ from sqlalchemy import update
 from sqlalchemy.orm import sessionmaker
 
 from lpzero_queue.search.config import SearchConfig
-from lpzero_queue.search.coordinator import create_run
 from lpzero_queue.storage import RunLease, RunRepository, SearchRun, make_engine, transaction
+from lpzero_queue.workflows.search_run import create_run
 from tests.cli.conftest import import_short_gpt2, one_process
 from tests.conftest import message_lines, run_lpzq
 

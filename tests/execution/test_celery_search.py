@@ -13,9 +13,9 @@ from lpzero_queue.config import load_settings
 from lpzero_queue.execution.celery_app import CeleryOptions
 from lpzero_queue.execution.celery_executor import CeleryExecutor
 from lpzero_queue.execution.local import LocalExecutor
-from lpzero_queue.search.coordinator import create_run, execute_run
 from lpzero_queue.storage import make_engine, upgrade
 from lpzero_queue.workflows.catalog import load_shipped_benchmark
+from lpzero_queue.workflows.search_run import create_run, execute_run
 from tests.conftest import drop_postgres_database, new_postgres_database
 from tests.execution._celery_support import (
     BROKER_URL,
@@ -24,7 +24,7 @@ from tests.execution._celery_support import (
     running_workers,
     worker_env,
 )
-from tests.search.test_coordinator import TINY, _individuals
+from tests.workflows.test_search_run import TINY, _individuals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -24,7 +24,7 @@ from lpzero_queue.proxies.scoring import ArchRef, ScoringSetup, WorkUnit
 from lpzero_queue.proxies.spec import ProxySpec
 from lpzero_queue.storage import Architecture, Benchmark, Evaluation, WorkUnitRow, transaction
 from tests.execution._celery_support import BROKER_URL, tiny_units
-from tests.search import test_coordinator as coordinator_tests
+from tests.workflows import test_search_run as coordinator_tests
 
 BUG = "unsupported operand type(s) for +: 'Tensor' and 'NoneType'"
 
@@ -96,7 +96,7 @@ def test_a_declared_rejection_is_still_a_result(
 def test_a_bug_in_an_operator_stops_the_local_run_and_stores_nothing(
     migrated_engine: Engine, buggy_expression: str
 ) -> None:
-    from lpzero_queue.proxies.evaluations import Job, ensure_batch, ensure_proxies, score_missing
+    from lpzero_queue.workflows.evaluations import Job, ensure_batch, ensure_proxies, score_missing
 
     sessions: sessionmaker[Session] = coordinator_tests._sessions(migrated_engine)
     good = ProxySpec("expression", "sum(mean(act), mean(head))", "higher")

@@ -14,7 +14,7 @@ from lpzero_queue.execution.base import UnitFailedError
 from lpzero_queue.execution.local import LocalExecutor
 from lpzero_queue.proxies.expression import LPZERO_FLEXIBERT
 from lpzero_queue.proxies.scoring import ArchRef, ScoreRow, ScoringSetup, WorkUnit
-from tests.search import test_coordinator as coordinator_tests
+from tests.workflows import test_search_run as coordinator_tests
 
 
 @pytest.mark.slow
@@ -141,8 +141,8 @@ def test_a_search_stopped_by_a_failed_unit_resumes_like_an_uninterrupted_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from lpzero_queue.proxies import scoring
-    from lpzero_queue.search.coordinator import create_run, execute_run
     from lpzero_queue.storage import Evaluation, SearchRun, transaction
+    from lpzero_queue.workflows.search_run import create_run, execute_run
 
     TINY, _individuals = coordinator_tests.TINY, coordinator_tests._individuals
 

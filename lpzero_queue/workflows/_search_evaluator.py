@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lpzero_queue.execution.base import Executor
-from lpzero_queue.proxies.evaluations import Job, ScoreTable, ensure_proxies, score_missing
 from lpzero_queue.proxies.scoring import ArchRef
 from lpzero_queue.proxies.spec import ProxySpec
 from lpzero_queue.search.generation import Candidate
@@ -34,9 +33,10 @@ from lpzero_queue.storage import (
     Sessions,
     transaction,
 )
+from lpzero_queue.workflows.evaluations import Job, ScoreTable, ensure_proxies, score_missing
 
 if TYPE_CHECKING:
-    from lpzero_queue.search.coordinator import RunContext
+    from lpzero_queue.workflows.search_run import RunContext
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
-from lpzero_queue.search._run_lease import holding_run
 from lpzero_queue.storage import (
     Benchmark,
     RunLease,
@@ -17,6 +16,7 @@ from lpzero_queue.storage import (
     RunRepository,
     transaction,
 )
+from lpzero_queue.workflows._run_lease import holding_run
 
 
 @pytest.fixture

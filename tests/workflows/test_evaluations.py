@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lpzero_queue.proxies.evaluations import ensure_batch, ensure_proxies, store_rows
 from lpzero_queue.proxies.scoring import ArchRef, ScoreRow, ScoringSetup, WorkUnit
 from lpzero_queue.proxies.spec import ProxySpec
 from lpzero_queue.storage import Architecture, Benchmark, Evaluation, InputBatch, Proxy
+from lpzero_queue.workflows.evaluations import ensure_batch, ensure_proxies, store_rows
 from tests.execution._celery_support import migrated_postgres
 from tests.races import in_session, race
 

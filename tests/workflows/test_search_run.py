@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lpzero_queue.execution.local import LocalExecutor
 from lpzero_queue.search.config import SearchConfig
-from lpzero_queue.search.coordinator import create_run, execute_run, run_summary
 from lpzero_queue.storage import Individual, Proxy, SearchRun, make_engine, transaction, upgrade
 from lpzero_queue.workflows.catalog import load_shipped_benchmark
+from lpzero_queue.workflows.search_run import create_run, execute_run, run_summary
 
 pytestmark = pytest.mark.slow
 
@@ -173,8 +173,8 @@ def test_unknown_run_names_the_existing_ones(
 
 def test_a_run_with_the_wider_space_records_and_uses_it(sessions: sessionmaker[Session]) -> None:
     from lpzero_queue.proxies.correlation import depth_strata_gpt2
-    from lpzero_queue.search.coordinator import load_context
     from lpzero_queue.storage import Evaluation
+    from lpzero_queue.workflows.search_run import load_context
 
     config = SearchConfig.from_dict(
         {
@@ -205,7 +205,7 @@ def test_a_run_recorded_before_new_settings_keeps_what_it_used(
 ) -> None:
     from sqlalchemy import update
 
-    from lpzero_queue.search.coordinator import load_context
+    from lpzero_queue.workflows.search_run import load_context
 
     run_id = create_run(sessions, "gpt2-wt103", TINY)
     old = {k: v for k, v in TINY.to_dict().items() if k not in ("reductions", "linear_scope")}

@@ -19,14 +19,8 @@ from lpzero_queue.benchmarks.splits import SplitSpec, search_positions, validati
 from lpzero_queue.errors import LpzqError
 from lpzero_queue.execution.base import Executor
 from lpzero_queue.proxies.correlation import strata_for
-from lpzero_queue.proxies.evaluations import (
-    ensure_batch,
-    ensure_proxies,
-)
 from lpzero_queue.proxies.scoring import ArchRef, ScoringSetup
 from lpzero_queue.proxies.spec import ProxySpec
-from lpzero_queue.search._evaluator import Evaluator
-from lpzero_queue.search._run_lease import RunHeartbeat, holding_run
 from lpzero_queue.search.config import SearchConfig
 from lpzero_queue.search.generation import (
     evaluated_texts,
@@ -49,7 +43,13 @@ from lpzero_queue.storage import (
     transaction,
 )
 from lpzero_queue.versions import code_version, library_versions
+from lpzero_queue.workflows._run_lease import RunHeartbeat, holding_run
+from lpzero_queue.workflows._search_evaluator import Evaluator
 from lpzero_queue.workflows.catalog import get_benchmark, max_seq_len
+from lpzero_queue.workflows.evaluations import (
+    ensure_batch,
+    ensure_proxies,
+)
 
 Progress = Callable[..., None]
 
