@@ -12,7 +12,7 @@ from lpzero_queue.config import Settings, load_settings, mask_url
 from lpzero_queue.errors import StorageError
 from lpzero_queue.storage import (
     Engine,
-    SessionFactory,
+    Sessions,
     check_connection,
     current_revision,
     head_revision,
@@ -39,7 +39,7 @@ class Runtime:
         return engine
 
     @functools.cached_property
-    def sessions(self) -> SessionFactory:
+    def sessions(self) -> Sessions:
         return session_factory(self.engine)
 
     def apply_torch_settings(self) -> None:

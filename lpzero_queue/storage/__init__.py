@@ -29,7 +29,7 @@ from lpzero_queue.storage._models import (
     TrainingJob,
     WorkUnitRow,
 )
-from lpzero_queue.storage._sessions import Session, SessionFactory, session_factory
+from lpzero_queue.storage._sessions import Session, session_factory
 from lpzero_queue.storage._upsert import insert_ignore
 from lpzero_queue.storage.benchmarks import (
     ArchitectureRow,
@@ -116,7 +116,6 @@ __all__ = [
     "SearchRun",
     "SeedScore",
     "Session",
-    "SessionFactory",
     "Sessions",
     "StoredKey",
     "TrainingJob",

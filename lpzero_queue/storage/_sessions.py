@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
-
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Engine", "Session", "SessionFactory", "session_factory"]
+from lpzero_queue.storage._engine import Engine, Sessions
 
-# What the CLI and coordinators hold: a factory of sessions bound to one engine.
-SessionFactory: TypeAlias = sessionmaker[Session]
+__all__ = ["Engine", "Session", "Sessions", "session_factory"]
 
 
-def session_factory(engine: Engine) -> SessionFactory:
+def session_factory(engine: Engine) -> Sessions:
     """Sessions on ``engine`` whose rows stay readable after their transaction commits."""
     return sessionmaker(engine, expire_on_commit=False)

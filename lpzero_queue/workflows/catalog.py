@@ -33,7 +33,7 @@ from lpzero_queue.storage import (
     NewArchitecture,
     NewBenchmark,
     Session,
-    SessionFactory,
+    Sessions,
     transaction,
 )
 
@@ -182,7 +182,7 @@ def store_benchmark(
 
 
 def load_shipped_benchmark(
-    sessions: SessionFactory,
+    sessions: Sessions,
     name: str,
     progress: Callable[[int, int], None] | None = None,
 ) -> LoadResult:
@@ -209,7 +209,7 @@ def get_benchmark(session: Session, name: str) -> Benchmark:
 
 
 def ensure_benchmark(
-    sessions: SessionFactory,
+    sessions: Sessions,
     name: str,
     say: Callable[[str], None] = print,
     progress: Callable[[int, int], None] | None = None,
@@ -232,13 +232,13 @@ def ensure_benchmark(
         return get_benchmark(session, name)
 
 
-def is_stored(sessions: SessionFactory, name: str) -> bool:
+def is_stored(sessions: Sessions, name: str) -> bool:
     """Whether a benchmark called ``name`` is in the database."""
     with transaction(sessions) as session:
         return BenchmarkRepository(session).id_of(name) is not None
 
 
-def benchmark_space(sessions: SessionFactory, name: str) -> str | None:
+def benchmark_space(sessions: Sessions, name: str) -> str | None:
     """The space of a stored or shipped benchmark, without loading anything; None if unknown."""
     from lpzero_queue.benchmarks.records import shipped_space
 
@@ -247,7 +247,7 @@ def benchmark_space(sessions: SessionFactory, name: str) -> str | None:
     return stored or shipped_space(name)
 
 
-def space_benchmarks(sessions: SessionFactory, space: str) -> list[str]:
+def space_benchmarks(sessions: Sessions, space: str) -> list[str]:
     """Every benchmark of ``space``, stored or shipped, by name."""
     from lpzero_queue.benchmarks.records import shipped_space
 

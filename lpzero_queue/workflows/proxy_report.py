@@ -25,7 +25,7 @@ from lpzero_queue.storage import (
     NewCorrelation,
     ReportRepository,
     Session,
-    SessionFactory,
+    Sessions,
     transaction,
 )
 from lpzero_queue.workflows.evaluations import (
@@ -158,7 +158,7 @@ def _correlation_row(
 
 
 def run_report(
-    sessions: SessionFactory,
+    sessions: Sessions,
     bench_name: str,
     proxies: Sequence[ProxySpec],
     *,

@@ -26,7 +26,7 @@ from lpzero_queue.storage import (
     RunStatus,
     SearchRun,
     Session,
-    SessionFactory,
+    Sessions,
     transaction,
 )
 from lpzero_queue.workflows._search_plots import Curve, plot_bars, plot_fitness, plot_scatter
@@ -110,7 +110,7 @@ def fitness_curves(
     return gens, best, median
 
 
-def write_report(sessions: SessionFactory, run_id: int, out_dir: Path | str) -> list[Path]:
+def write_report(sessions: Sessions, run_id: int, out_dir: Path | str) -> list[Path]:
     """Write the plots and ``summary.md`` of a search run into ``out_dir`` (created if missing).
 
     Args:

@@ -17,7 +17,7 @@ from lpzero_queue.execution.base import Executor
 from lpzero_queue.proxies.comparison import Report
 from lpzero_queue.proxies.scoring import ScoringSetup
 from lpzero_queue.proxies.spec import TRIVIAL_BASELINES, ProxySpec, baseline_spec
-from lpzero_queue.storage import SessionFactory
+from lpzero_queue.storage import Sessions
 from lpzero_queue.workflows.proxy_report import run_report
 
 __all__ = ["Column", "TransferProxy", "plan_columns", "score_column", "transfer_specs"]
@@ -75,7 +75,7 @@ def transfer_specs(proxies: Sequence[TransferProxy]) -> list[ProxySpec]:
 
 
 def score_column(
-    sessions: SessionFactory,
+    sessions: Sessions,
     column: Column,
     proxies: Sequence[TransferProxy],
     *,
