@@ -117,6 +117,19 @@ def _trie(chains: Sequence[tuple[str, ...]]) -> _Node:
     return root
 
 
+def _bare(exc: Exception) -> Exception:
+    """``exc`` without its traceback and chained exceptions, to be kept as a value.
+
+    A traceback holds its frames and their locals: an error memoised with it would keep the
+    packed float64 buffers of the branch that raised it alive for the whole run (a GPT-2 search
+    grew past 20 GB that way).
+    """
+    exc.__traceback__ = None
+    exc.__context__ = None
+    exc.__cause__ = None
+    return exc
+
+
 def _walk(root: _Node, state: StackedList | Exception) -> dict[tuple[str, ...], Tensor | Exception]:
     """Depth-first over the trie: each operator applied once per node; one path alive at a time."""
     out: dict[tuple[str, ...], Tensor | Exception] = {}
@@ -127,7 +140,7 @@ def _walk(root: _Node, state: StackedList | Exception) -> dict[tuple[str, ...], 
             try:  # `value` holds the parent's tensors until here: apply the last operator
                 value = value.apply(UNARY_OPS[chain[-1]])
             except Exception as exc:
-                value = exc
+                value = _bare(exc)
         if node.terminal:
             out[chain] = value if isinstance(value, Exception) else value.means()
         for name, child in node.children.items():
@@ -150,7 +163,7 @@ def _pack_values(
         try:
             lists.append(input_tensors(inputs, input_name))
         except ProxyInputError as exc:
-            lists.append(exc)
+            lists.append(exc.with_traceback(None))
     ok = [i for i, ts in enumerate(lists) if not isinstance(ts, Exception)]
     for i, ts in enumerate(lists):
         if isinstance(ts, Exception):
@@ -245,7 +258,7 @@ def branch_values(
             for i, per_chain in zip(pack, got, strict=True):
                 for chain, value in per_chain.items():
                     c = Branch(input_name, chain)
-                    values[i].setdefault(c, value)
+                    values[i].setdefault(c, _bare(value) if isinstance(value, Exception) else value)
                     memo = memo_list[i]
                     if (
                         memo is not None
@@ -280,11 +293,14 @@ def score_results(
     errors: dict[int, str] = {}
     for j, e in enumerate(exprs):
         left, right = per_branch[e.left], per_branch[e.right]
+        failed = next((v for v in (left, right) if isinstance(v, Exception)), None)
+        if failed is not None:  # never raised here: raising would attach this frame to it
+            if not is_proxy_outcome(failed):
+                raise failed  # a bug or a failing device: the unit is retried, nothing stored
+            errors[j] = f"{type(failed).__name__}: {failed}"
+            continue
+        assert isinstance(left, Tensor) and isinstance(right, Tensor)
         try:
-            for value in (left, right):
-                if isinstance(value, Exception):
-                    raise value
-            assert isinstance(left, Tensor) and isinstance(right, Tensor)
             scores.append(pair_score(e, left, right))
         except Exception as exc:
             if not is_proxy_outcome(exc):

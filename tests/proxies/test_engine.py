@@ -105,3 +105,31 @@ def test_device_independent_grouping_defaults() -> None:
     small = {"act": (torch.ones(2, 3),)}
     assert _engine._packs([small, small, small], 0) == [[0], [1], [2]]
     assert _engine._packs([small, small, small], 1 << 20) == [[0, 1, 2]]
+
+
+def test_memoised_errors_keep_no_frames_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error kept in the memo holds no traceback: its frames would pin the packed buffers."""
+    import gc
+    import weakref
+
+    from lpzero_queue.proxies import operators
+
+    alive: list[weakref.ref[torch.Tensor]] = []
+
+    def failing(x: torch.Tensor) -> torch.Tensor:
+        big = torch.ones(1000, 1000, dtype=torch.float64)  # a local the traceback would hold
+        alive.append(weakref.ref(big))
+        raise ValueError("rejected")  # a declared outcome: memoised as an error
+
+    op = operators.UnaryOp("failing_test", failing, "none", "same_shape")
+    monkeypatch.setitem(operators._UNARY, "failing_test", op)
+    inputs = {"act": (torch.ones(3, 5),), "head": (torch.ones(2, 5),)}
+    e = parse_expression("sum(mean(failing_test(act)), mean(head))")
+    memo: dict[Any, Any] = {}
+    for _ in range(2):  # computed, then served from the memo
+        (result,) = evaluate_many([e], inputs, memo=memo)
+        assert result.status == "error" and "rejected" in (result.error or "")
+    errors = [v for v in memo.values() if isinstance(v, Exception)]
+    assert errors and all(v.__traceback__ is None for v in errors)
+    gc.collect()
+    assert alive and all(ref() is None for ref in alive)
