@@ -19,7 +19,10 @@ Nothing here imports torch at module level (the worker's parent process imports 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import ctypes
+import ctypes.util
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from lpzero_queue.errors import LpzqError
@@ -88,6 +91,29 @@ def score_as_result(unit: WorkUnit, cache: InputCache, device: str = "cpu") -> l
         return score_unit(unit, cache, device)
     except DETERMINISTIC_ERRORS as exc:
         return error_rows(unit, f"{type(exc).__name__}: {exc}")
+    finally:
+        release_free_heap()
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+def release_free_heap() -> bool:
+    """Give the heap's free pages back to the system (glibc ``malloc_trim``); False elsewhere.
+
+    Scoring allocates and frees float64 temporaries of many sizes, some hundreds of MB; glibc
+    serves them from its heap and keeps the freed pages, so a scoring process grew by about half
+    a GB per GPT-2 generation without holding more live tensors (measured: 0.70 -> 0.94 GB over 8
+    batches of 40 expressions on one architecture, flat 0.49 GB with mmap'd blocks). Trimming
+    after each unit keeps the resident size to what is alive.
+    """
+    trim = _malloc_trim()
+    return bool(trim is not None and trim(0) >= 0)
 
 
 def resolve_device(device: str) -> str:

@@ -172,3 +172,16 @@ def test_a_search_stopped_by_a_failed_unit_resumes_like_an_uninterrupted_run(
     rows, best = reference
     assert resumed.status == "completed" and resumed.best == best
     assert _individuals(sessions, run_id) == rows
+
+
+def test_scoring_gives_free_heap_pages_back_after_each_unit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lpzero_queue.execution import base
+    from lpzero_queue.proxies.cache import InputCache
+
+    assert base.release_free_heap() is True  # glibc (Linux, the workers' images)
+    calls: list[int] = []
+    monkeypatch.setattr(base, "release_free_heap", lambda: calls.append(1) or True)
+    rows = base.score_as_result(_tiny(("sum(mean(act), l1_norm(head))",)), InputCache(2**26))
+    assert [r.status for r in rows] == ["ok"] and calls == [1]
