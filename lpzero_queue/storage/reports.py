@@ -8,7 +8,7 @@ them. Every statement they need lives here; callers get ORM rows or the small re
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
@@ -109,24 +109,12 @@ class ReportRepository:
         """Store correlation rows (``computed_at`` is set by the database)."""
         self.session.add_all(
             Correlation(
-                proxy_id=r.proxy_id,
-                benchmark_id=r.benchmark_id,
-                split=r.split,
-                metric=r.metric,
-                builder=r.builder,
-                objective=r.objective,
-                linear_scope=r.linear_scope,
-                seeds=list(r.seeds),
-                batch_hashes=list(r.batch_hashes),
-                n=r.n,
-                spearman=r.spearman,
-                kendall=r.kendall,
-                kendall_tiefair=r.kendall_tiefair,
-                within_kendall=r.within_kendall,
-                within_tiefair=r.within_tiefair,
-                within_fine_tiefair=r.within_fine_tiefair,
-                top10_overlap=r.top10_overlap,
-                details=dict(r.details),
+                **{
+                    **asdict(r),  # the record's fields are the table's columns
+                    "seeds": list(r.seeds),
+                    "batch_hashes": list(r.batch_hashes),
+                    "details": dict(r.details),
+                }
             )
             for r in rows
         )
