@@ -174,6 +174,38 @@ def train(
     started = time.perf_counter()
     target = build_target(spec, seed=seed)
     model = target.module.to(device)
+    optim, params = _optimizer(model, hp)
+    step, recent, resumed_from = _resume(checkpoint, model, optim, device)
+    model.train()
+    tail = max(1, hp.steps // 10)
+    while step < hp.steps:
+        if should_stop is not None and should_stop():
+            raise LpzqError(f"training stopped at step {step}: the lease was lost")
+        loss = _step(target, model, optim, params, hp, seed, step, device)
+        step += 1
+        if step > hp.steps - tail:
+            recent.append(loss)
+        elapsed = time.perf_counter() - started
+        due = step % hp.checkpoint_every == 0 and step < hp.steps
+        if checkpoint is not None and (due or elapsed > hp.max_seconds):
+            _save(checkpoint, {"model": model.state_dict(), "optim": optim.state_dict(),
+                               "step": step, "recent": recent})  # fmt: skip
+            if progress is not None:
+                progress(step, loss)
+        if elapsed > hp.max_seconds and step < hp.steps:
+            raise TrainingTimeoutError(step, elapsed)
+    metrics = _metrics(target, hp, device, step, resumed_from, recent, started)
+    if target.save_to:
+        _save_pretrained(model, Path(target.save_to), metrics, spec, hp, seed)
+    if progress is not None:
+        progress(step, loss)
+    return metrics
+
+
+def _optimizer(
+    model: torch.nn.Module, hp: Hyperparameters
+) -> tuple[torch.optim.Optimizer, list[torch.nn.Parameter]]:
+    """AdamW with weight decay on matrices only; the trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
@@ -184,43 +216,62 @@ def train(
         ],
         lr=hp.lr,
     )
-    step, resumed_from, recent = 0, None, []
-    if checkpoint is not None and checkpoint.exists():
-        state = load_checkpoint(checkpoint, device)
-        model.load_state_dict(state["model"])
-        optim.load_state_dict(state["optim"])
-        step, recent, resumed_from = state["step"], list(state["recent"]), state["step"]
-    model.train()
-    tail = max(1, hp.steps // 10)
-    while step < hp.steps:
-        if should_stop is not None and should_stop():
-            raise LpzqError(f"training stopped at step {step}: the lease was lost")
-        for group in optim.param_groups:
-            group["lr"] = _lr(hp, step)
-        ids = train_batch(
-            target.tokenizer, seed=seed, step=step, batch_size=hp.batch_size, seq_len=hp.seq_len
-        ).input_ids.to(device)  # (B, T)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_step_seed(seed, step))
-            loss, _ = target.loss(model, ids, _step_seed(seed, step))
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, hp.grad_clip)
-        optim.step()
-        step += 1
-        if step > hp.steps - tail:
-            recent.append(float(loss.detach()))
-        elapsed = time.perf_counter() - started
-        due = step % hp.checkpoint_every == 0 and step < hp.steps
-        if checkpoint is not None and (due or elapsed > hp.max_seconds):
-            _save(checkpoint, {"model": model.state_dict(), "optim": optim.state_dict(),
-                               "step": step, "recent": recent})  # fmt: skip
-            if progress is not None:
-                progress(step, float(loss.detach()))
-        if elapsed > hp.max_seconds and step < hp.steps:
-            raise TrainingTimeoutError(step, elapsed)
+    return optim, params
+
+
+def _resume(
+    checkpoint: Path | None,
+    model: torch.nn.Module,
+    optim: torch.optim.Optimizer,
+    device: str,
+) -> tuple[int, list[float], int | None]:
+    """(step, recent losses, step resumed from) from ``checkpoint``, or a fresh start."""
+    if checkpoint is None or not checkpoint.exists():
+        return 0, [], None
+    state = load_checkpoint(checkpoint, device)
+    model.load_state_dict(state["model"])
+    optim.load_state_dict(state["optim"])
+    return state["step"], list(state["recent"]), state["step"]
+
+
+def _step(
+    target: Target,
+    model: torch.nn.Module,
+    optim: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    hp: Hyperparameters,
+    seed: int,
+    step: int,
+    device: str,
+) -> float:
+    """One optimiser step on the step's batch (seeded dropout); the training loss."""
+    for group in optim.param_groups:
+        group["lr"] = _lr(hp, step)
+    ids = train_batch(
+        target.tokenizer, seed=seed, step=step, batch_size=hp.batch_size, seq_len=hp.seq_len
+    ).input_ids.to(device)  # (B, T)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_step_seed(seed, step))
+        loss, _ = target.loss(model, ids, _step_seed(seed, step))
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, hp.grad_clip)
+    optim.step()
+    return float(loss.detach())
+
+
+def _metrics(
+    target: Target,
+    hp: Hyperparameters,
+    device: str,
+    step: int,
+    resumed_from: int | None,
+    recent: list[float],
+    started: float,
+) -> dict[str, Any]:
+    """Validation loss and perplexity, and how they were obtained."""
     valid_loss, valid_tokens = evaluate(target, hp, device)
-    metrics = {
+    return {
         "valid_loss": valid_loss,
         "valid_ppl": math.exp(min(valid_loss, 700.0)),
         "train_loss": sum(recent) / len(recent) if recent else None,
@@ -233,11 +284,6 @@ def train(
         "data": DATA_DESCRIPTION,
         "objective": "mlm" if target.tokenizer == "flexibert" else "lm",
     }
-    if target.save_to:
-        _save_pretrained(model, Path(target.save_to), metrics, spec, hp, seed)
-    if progress is not None:
-        progress(step, float(loss.detach()))
-    return metrics
 
 
 def _save_pretrained(
